@@ -19,8 +19,10 @@ from blockdev.errors import (
     StorageIOError,
     UnsupportedFormatError,
 )
+from lsm._native import implementation
 
 __all__ = [
+    "implementation",
     "Error", "CorruptionError", "StorageIOError", "NoSpaceError", "DurableLegError",
     "InvalidArgumentError", "ArgumentTypeError", "ClosedError", "LockError",
     "ReadOnlyError", "UnsupportedFormatError", "NotFoundError",

@@ -1,0 +1,817 @@
+"""Pure-Python twins of the native core (``native/``): the reference semantics.
+
+Every function here has a C counterpart in ``lsm._lsm_c`` (wrapped by
+``lsm/_native.py``) that must return the same bytes and raise the same error
+(type, message and offset) on every input, malformed input included.
+``tests/test_native_equivalence.py`` checks it.  When the two disagree, this
+file is the specification.
+
+Formats (do not change: on-disk)
+--------------------------------
+
+Checksum: XXH64 (Yann Collet's published algorithm), bit-identical to
+``xxhash.xxh64_intdigest(data, seed)``.
+
+Varint: LEB128, 7 bits a byte, least significant group first, high bit =
+"more bytes follow".  A varint32 has at most 5 bytes and a value < 2**32; a
+varint64 at most 10 bytes and a value < 2**64.  Non-canonical encodings
+(e.g. ``80 00``) decode.  Errors, at the offset of the varint's first byte:
+truncated, too long (the last permitted byte still has its high bit), value
+overflows.
+
+Data block::
+
+    entry*  restart_offset[num_restarts] (u32 LE each)  num_restarts (u32 LE)
+    entry = varint32 shared | varint32 unshared | varint32 value_len
+            | key_delta[unshared] | value[value_len]
+
+Every ``restart_interval``-th entry (the first included) is a restart point
+with ``shared = 0``; ``restart_offset[j]`` is the byte offset of the j-th
+restart entry.  An empty block is one restart at offset 0 and no entries:
+``00000000 01000000``.  ``data_end = len(block) - 4 - 4 * num_restarts``.
+
+Block validation (decoder and seek check in exactly this order; the offset of
+each error is given in brackets):
+
+1. ``len(block) < 4``                                   [0]
+2. ``num_restarts == 0``                                [len - 4]
+3. ``4 * num_restarts > len(block) - 4``                [len - 4]
+4. ``restart[0] != 0``; for j >= 1 ``restart[j] <= restart[j-1]`` or
+   ``restart[j] >= data_end``                           [offset of that u32]
+5. per entry at ``p``: the three varints (varint errors, [their first byte],
+   bounded by ``data_end``); an entry at a restart offset with
+   ``shared != 0`` [p]; ``shared > len(previous key)`` [p];
+   ``p' = end of value > data_end`` [p]; the next restart offset lies
+   strictly inside this entry (``< p'``) [offset of that restart's u32].
+
+``block_seek`` binary-searches the restart points (the key of each probed
+restart entry is decoded with checks: varints, ``shared != 0``, overrun), then
+scans entries linearly from the chosen restart with the checks of step 5.
+It validates only what it reads, so a block that ``block_decode`` rejects may
+still answer a seek.  Its ``index`` is ``lo * interval + steps``, where
+``lo`` is the chosen restart, ``interval`` the number of entries between
+restart 0 and restart 1 (counted, with checks, only when ``lo > 0``) and
+``steps`` the entries scanned: for every block ``block_encode`` builds, the
+ordinal of the entry.
+
+Bloom filter::
+
+    bits[nbytes] || k (1 byte)
+    nbytes = max(ceil(n * bits_per_key / 8), 8)      nbits = 8 * nbytes
+    k      = clamp((bits_per_key * 693147 + 500000) // 1000000, 1, 30)
+             (round(bits_per_key * ln 2) in exact integer arithmetic)
+
+Probes of ``key``: ``h = XXH64(key, seed=0)``, ``delta = rotr64(h, 17)``; for
+i in 0..k-1: set/test bit ``pos = h mod nbits`` (byte ``pos >> 3``, bit
+``pos & 7``, LSB first), then ``h = (h + delta) mod 2**64``.  A filter shorter
+than 2 bytes is corrupt [0]; a filter whose last byte (k) is > 30 answers
+"may contain" (reserved for future encodings).
+
+The k-way merge: see ``merge`` and docs/architecture.md.
+
+Error codes: the C core returns a negative code and an offset; ``ERRORS``
+maps each code to the message both implementations use.
+"""
+
+from __future__ import annotations
+
+import struct
+from bisect import bisect_left
+from typing import Any, Optional, Sequence
+
+from blockdev.errors import ArgumentTypeError, CorruptionError, InvalidArgumentError
+
+__all__ = [
+    "checksum", "encode_varint", "decode_varint32", "decode_varint64",
+    "block_encode", "block_decode", "block_seek",
+    "bloom_build", "bloom_may_contain", "merge",
+    "CMP_BYTEWISE", "CMP_INTERNAL", "MERGE_READ", "MERGE_COMPACT",
+    "ERRORS", "MAX_SEQUENCE",
+]
+
+CMP_BYTEWISE = 0   # plain bytewise key order
+CMP_INTERNAL = 1   # internal-key order (lsm/dbformat.py)
+MERGE_READ = 0
+MERGE_COMPACT = 1
+MAX_SEQUENCE = (1 << 56) - 1
+MAX_BITS_PER_KEY = 1000
+MAX_RESTART_INTERVAL = 1 << 30
+
+_M64 = 0xFFFFFFFFFFFFFFFF
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+# --------------------------------------------------------------------------
+# Error codes (must match native/lsm_core.h).  do not change: the C core
+# returns these numbers.
+ERR_VARINT32_TRUNCATED = -1
+ERR_VARINT32_TOO_LONG = -2
+ERR_VARINT32_OVERFLOW = -3
+ERR_VARINT64_TRUNCATED = -4
+ERR_VARINT64_TOO_LONG = -5
+ERR_VARINT64_OVERFLOW = -6
+ERR_BLOCK_TOO_SHORT = -10
+ERR_BLOCK_NO_RESTARTS = -11
+ERR_BLOCK_RESTARTS_OVERRUN = -12
+ERR_BLOCK_BAD_RESTART = -13
+ERR_BLOCK_RESTART_SHARED = -14
+ERR_BLOCK_SHARED_TOO_LONG = -15
+ERR_BLOCK_ENTRY_OVERRUN = -16
+ERR_BLOCK_RESTART_MISALIGNED = -17
+ERR_BLOCK_SHORT_INTERNAL_KEY = -18
+ERR_BLOOM_TOO_SHORT = -20
+ERR_MERGE_SHORT_KEY = -30
+ERR_MERGE_BAD_KIND = -31
+ERR_MERGE_UNSORTED = -32
+ERR_NO_MEMORY = -90
+ERR_TOO_LARGE = -91
+
+ERRORS: dict[int, str] = {
+    ERR_VARINT32_TRUNCATED: "truncated varint32",
+    ERR_VARINT32_TOO_LONG: "varint32 longer than 5 bytes",
+    ERR_VARINT32_OVERFLOW: "varint32 value exceeds 32 bits",
+    ERR_VARINT64_TRUNCATED: "truncated varint64",
+    ERR_VARINT64_TOO_LONG: "varint64 longer than 10 bytes",
+    ERR_VARINT64_OVERFLOW: "varint64 value exceeds 64 bits",
+    ERR_BLOCK_TOO_SHORT: "block shorter than its restart count",
+    ERR_BLOCK_NO_RESTARTS: "block has no restart points",
+    ERR_BLOCK_RESTARTS_OVERRUN: "block restart array larger than the block",
+    ERR_BLOCK_BAD_RESTART: "block restart offset out of order or out of range",
+    ERR_BLOCK_RESTART_SHARED: "block restart entry has a shared prefix",
+    ERR_BLOCK_SHARED_TOO_LONG: "block entry shares more than the previous key",
+    ERR_BLOCK_ENTRY_OVERRUN: "block entry runs past the block data",
+    ERR_BLOCK_RESTART_MISALIGNED: "block restart offset inside an entry",
+    ERR_BLOCK_SHORT_INTERNAL_KEY: "block holds an internal key shorter than 8 bytes",
+    ERR_BLOOM_TOO_SHORT: "bloom filter shorter than 2 bytes",
+    ERR_MERGE_SHORT_KEY: "internal key shorter than 8 bytes",
+    ERR_MERGE_BAD_KIND: "internal key of unknown kind",
+    ERR_MERGE_UNSORTED: "keys out of internal order",
+}
+
+
+def corruption(code: int, offset: int, run: Optional[int] = None) -> CorruptionError:
+    """The CorruptionError for error ``code`` at ``offset`` (both impls use it).
+
+    For merge errors ``run`` is the run index and ``offset`` the entry index
+    inside that run.
+    """
+    msg = ERRORS[code]
+    if run is not None:
+        msg = f"merge run {run}: {msg}"
+    return CorruptionError(msg, None, offset)
+
+
+# --------------------------------------------------------------------------
+# Argument validation (shared with lsm/_native.py so both raise the same).
+
+def check_buffer(obj: Any, name: str) -> bytes:
+    """Return ``obj`` as ``bytes`` (bytes, bytearray, contiguous or not memoryview)."""
+    if isinstance(obj, bytes):
+        return obj
+    if isinstance(obj, (bytearray, memoryview)):
+        return bytes(obj)
+    raise ArgumentTypeError(f"{name} must be bytes-like, not {type(obj).__name__}")
+
+
+def check_int(obj: Any, name: str, lo: int, hi: int) -> int:
+    """Validate an int (not bool) in ``[lo, hi]``."""
+    if not isinstance(obj, int) or isinstance(obj, bool):
+        raise ArgumentTypeError(f"{name} must be an int, not {type(obj).__name__}")
+    if obj < lo or obj > hi:
+        raise InvalidArgumentError(f"{name} must be in [{lo}, {hi}], got {obj}")
+    return obj
+
+
+def check_bytes_list(seq: Any, name: str) -> None:
+    """Validate a list or tuple whose items are all ``bytes``.  O(n)."""
+    if not isinstance(seq, (list, tuple)):
+        raise ArgumentTypeError(f"{name} must be a list of bytes, not {type(seq).__name__}")
+    for t in set(map(type, seq)):
+        if t is not bytes and not issubclass(t, bytes):
+            for i, x in enumerate(seq):
+                if not isinstance(x, bytes):
+                    raise ArgumentTypeError(
+                        f"{name}[{i}] must be bytes, not {type(x).__name__}")
+
+
+def check_merge_args(runs: Any, read_seq: Any, snapshots: Any, mode: Any,
+                     bottom: Any) -> tuple[list, list[int]]:
+    """Validate the arguments of ``merge``; return (runs as a list of
+    (keys, values) pairs, snapshots as a list)."""
+    if not isinstance(runs, (list, tuple)):
+        raise ArgumentTypeError(f"runs must be a list of (keys, values), not {type(runs).__name__}")
+    out = []
+    for r, run in enumerate(runs):
+        if not isinstance(run, (list, tuple)) or len(run) != 2:
+            raise ArgumentTypeError(f"runs[{r}] must be a (keys, values) pair")
+        keys, values = run
+        check_bytes_list(keys, f"runs[{r}] keys")
+        check_bytes_list(values, f"runs[{r}] values")
+        if len(keys) != len(values):
+            raise InvalidArgumentError(
+                f"runs[{r}] has {len(keys)} keys but {len(values)} values")
+        out.append((keys, values))
+    check_int(read_seq, "read_seq", 0, MAX_SEQUENCE)
+    if not isinstance(snapshots, (list, tuple)):
+        raise ArgumentTypeError(f"snapshots must be a list of ints, not {type(snapshots).__name__}")
+    snaps = list(snapshots)
+    prev = -1
+    for s in snaps:
+        check_int(s, "snapshot", 0, MAX_SEQUENCE)
+        if s < prev:
+            raise InvalidArgumentError("snapshots must be in ascending order")
+        prev = s
+    check_int(mode, "mode", MERGE_READ, MERGE_COMPACT)
+    if not isinstance(bottom, bool):
+        raise ArgumentTypeError(f"bottom must be a bool, not {type(bottom).__name__}")
+    return out, snaps
+
+
+# --------------------------------------------------------------------------
+# XXH64
+
+_P1 = 0x9E3779B185EBCA87
+_P2 = 0xC2B2AE3D27D4EB4F
+_P3 = 0x165667B19E3779F9
+_P4 = 0x85EBCA77C2B2AE63
+_P5 = 0x27D4EB2F165667C5
+_STRIPE = struct.Struct("<4Q")
+
+
+def _xxh64(data: bytes, seed: int) -> int:
+    """XXH64 of ``data`` (bytes).  O(len(data)).  Requires 0 <= seed < 2**64."""
+    n = len(data)
+    M = _M64
+    P1, P2 = _P1, _P2
+    p = 0
+    if n >= 32:
+        v1 = (seed + P1 + P2) & M
+        v2 = (seed + P2) & M
+        v3 = seed
+        v4 = (seed - P1) & M
+        end = n - (n & 31)
+        for a, b, c, d in _STRIPE.iter_unpack(memoryview(data)[:end]):
+            v1 = (v1 + a * P2) & M
+            v1 = (((v1 << 31) | (v1 >> 33)) * P1) & M
+            v2 = (v2 + b * P2) & M
+            v2 = (((v2 << 31) | (v2 >> 33)) * P1) & M
+            v3 = (v3 + c * P2) & M
+            v3 = (((v3 << 31) | (v3 >> 33)) * P1) & M
+            v4 = (v4 + d * P2) & M
+            v4 = (((v4 << 31) | (v4 >> 33)) * P1) & M
+        p = end
+        h = (((v1 << 1) | (v1 >> 63)) + ((v2 << 7) | (v2 >> 57))
+             + ((v3 << 12) | (v3 >> 52)) + ((v4 << 18) | (v4 >> 46))) & M
+        for v in (v1, v2, v3, v4):
+            v = (v * P2) & M
+            v = (((v << 31) | (v >> 33)) * P1) & M
+            h = ((h ^ v) * P1 + _P4) & M
+    else:
+        h = (seed + _P5) & M
+    h = (h + n) & M
+    while p + 8 <= n:
+        (k,) = _U64.unpack_from(data, p)
+        k = (k * P2) & M
+        k = (((k << 31) | (k >> 33)) * P1) & M
+        h ^= k
+        h = ((((h << 27) | (h >> 37)) & M) * P1 + _P4) & M
+        p += 8
+    if p + 4 <= n:
+        (k,) = _U32.unpack_from(data, p)
+        h ^= (k * P1) & M
+        h = ((((h << 23) | (h >> 41)) & M) * P2 + _P3) & M
+        p += 4
+    while p < n:
+        h ^= (data[p] * _P5) & M
+        h = ((((h << 11) | (h >> 53)) & M) * P1) & M
+        p += 1
+    h ^= h >> 33
+    h = (h * P2) & M
+    h ^= h >> 29
+    h = (h * _P3) & M
+    h ^= h >> 32
+    return h
+
+
+def checksum(data: bytes, seed: int = 0) -> int:
+    """XXH64 of ``data`` with ``seed``; equals ``xxhash.xxh64_intdigest``.
+
+    Requires: ``data`` bytes-like; ``0 <= seed < 2**64``.  O(len(data)).
+    """
+    data = check_buffer(data, "data")
+    check_int(seed, "seed", 0, _M64)
+    return _xxh64(data, seed)
+
+
+# --------------------------------------------------------------------------
+# Varints
+
+def encode_varint(value: int) -> bytes:
+    """LEB128 encoding of ``value``.  Requires ``0 <= value < 2**64``.  O(1)."""
+    check_int(value, "value", 0, _M64)
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _dv32(buf: bytes, p: int, limit: int) -> tuple[int, int]:
+    """Decode a varint32 at ``p`` not reading at or past ``limit``."""
+    start = p
+    result = 0
+    shift = 0
+    while True:
+        if p >= limit:
+            raise corruption(ERR_VARINT32_TRUNCATED, start)
+        b = buf[p]
+        p += 1
+        if shift == 28:
+            if b & 0x80:
+                raise corruption(ERR_VARINT32_TOO_LONG, start)
+            if b > 0x0F:
+                raise corruption(ERR_VARINT32_OVERFLOW, start)
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, p
+        shift += 7
+
+
+def _dv64(buf: bytes, p: int, limit: int) -> tuple[int, int]:
+    """Decode a varint64 at ``p`` not reading at or past ``limit``."""
+    start = p
+    result = 0
+    shift = 0
+    while True:
+        if p >= limit:
+            raise corruption(ERR_VARINT64_TRUNCATED, start)
+        b = buf[p]
+        p += 1
+        if shift == 63:
+            if b & 0x80:
+                raise corruption(ERR_VARINT64_TOO_LONG, start)
+            if b > 0x01:
+                raise corruption(ERR_VARINT64_OVERFLOW, start)
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, p
+        shift += 7
+
+
+def decode_varint32(buf: bytes, offset: int = 0) -> tuple[int, int]:
+    """Decode a varint32 at ``offset``; return ``(value, next_offset)``.
+
+    Requires: ``0 <= offset <= len(buf)``.  Truncated / longer than 5 bytes /
+    value >= 2**32 -> ``CorruptionError`` at ``offset``.  O(1).
+    """
+    buf = check_buffer(buf, "buf")
+    check_int(offset, "offset", 0, len(buf))
+    return _dv32(buf, offset, len(buf))
+
+
+def decode_varint64(buf: bytes, offset: int = 0) -> tuple[int, int]:
+    """Decode a varint64 at ``offset``; return ``(value, next_offset)``.
+
+    Requires: ``0 <= offset <= len(buf)``.  Errors as ``decode_varint32``
+    with 10 bytes and 2**64.  O(1).
+    """
+    buf = check_buffer(buf, "buf")
+    check_int(offset, "offset", 0, len(buf))
+    return _dv64(buf, offset, len(buf))
+
+
+# --------------------------------------------------------------------------
+# Data blocks
+
+def check_block_encode_args(keys: Any, values: Any, restart_interval: Any) -> None:
+    """Validate ``block_encode``'s arguments (shared by both impls)."""
+    check_bytes_list(keys, "keys")
+    check_bytes_list(values, "values")
+    if len(keys) != len(values):
+        raise InvalidArgumentError(f"{len(keys)} keys but {len(values)} values")
+    check_int(restart_interval, "restart_interval", 1, MAX_RESTART_INTERVAL)
+    for name, seq in (("key", keys), ("value", values)):
+        if seq and max(map(len, seq)) > 0xFFFFFFFF:
+            raise InvalidArgumentError(f"a {name} is longer than 2**32-1 bytes")
+
+
+def block_encode(keys: Sequence[bytes], values: Sequence[bytes], restart_interval: int) -> bytes:
+    """Encode a data block of ``keys[i] -> values[i]`` in the order given.
+
+    Requires: equal-length lists of bytes; ``restart_interval >= 1``.  The
+    order of keys is not checked (seek needs them sorted).  O(total bytes).
+    """
+    check_block_encode_args(keys, values, restart_interval)
+    out = bytearray()
+    restarts = []
+    prev = b""
+    enc = _encode_small
+    for i, key in enumerate(keys):
+        value = values[i]
+        if i % restart_interval == 0:
+            restarts.append(len(out))
+            shared = 0
+        else:
+            limit = min(len(prev), len(key))
+            shared = 0
+            while shared < limit and prev[shared] == key[shared]:
+                shared += 1
+        unshared = len(key) - shared
+        vlen = len(value)
+        if shared < 128 and unshared < 128 and vlen < 128:
+            out += bytes((shared, unshared, vlen))
+        else:
+            out += enc(shared)
+            out += enc(unshared)
+            out += enc(vlen)
+        out += key[shared:] if shared else key
+        out += value
+        prev = key
+    if not restarts:
+        restarts.append(0)
+    out += struct.pack(f"<{len(restarts)}I", *restarts)
+    out += _U32.pack(len(restarts))
+    return bytes(out)
+
+
+def _encode_small(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _parse_trailer(block: bytes) -> tuple[int, tuple[int, ...]]:
+    """Steps 1-4 of block validation; return ``(data_end, restarts)``."""
+    n = len(block)
+    if n < 4:
+        raise corruption(ERR_BLOCK_TOO_SHORT, 0)
+    (nr,) = _U32.unpack_from(block, n - 4)
+    if nr == 0:
+        raise corruption(ERR_BLOCK_NO_RESTARTS, n - 4)
+    if nr > (n - 4) // 4:
+        raise corruption(ERR_BLOCK_RESTARTS_OVERRUN, n - 4)
+    data_end = n - 4 - 4 * nr
+    restarts = struct.unpack_from(f"<{nr}I", block, data_end)
+    if restarts[0] != 0:
+        raise corruption(ERR_BLOCK_BAD_RESTART, data_end)
+    prev = 0
+    for j in range(1, nr):
+        r = restarts[j]
+        if r <= prev or r >= data_end:
+            raise corruption(ERR_BLOCK_BAD_RESTART, data_end + 4 * j)
+        prev = r
+    return data_end, restarts
+
+
+def block_decode(block: bytes) -> tuple[list[bytes], list[bytes]]:
+    """Decode a whole data block into ``(keys, values)`` (full keys).
+
+    Corrupt block -> ``CorruptionError`` with the offset inside the block
+    (validation rules in the module docstring).  O(len(block) + total key
+    bytes).
+    """
+    block = check_buffer(block, "block")
+    data_end, restarts = _parse_trailer(block)
+    nr = len(restarts)
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    kappend = keys.append
+    vappend = values.append
+    dv = _dv32
+    prev = b""
+    p = 0
+    rj = 0
+    next_restart = restarts[0]
+    big = len(block) + 1
+    while p < data_end:
+        start = p
+        if p < data_end and block[p] < 0x80:
+            shared = block[p]
+            p += 1
+        else:
+            shared, p = dv(block, p, data_end)
+        if p < data_end and block[p] < 0x80:
+            unshared = block[p]
+            p += 1
+        else:
+            unshared, p = dv(block, p, data_end)
+        if p < data_end and block[p] < 0x80:
+            vlen = block[p]
+            p += 1
+        else:
+            vlen, p = dv(block, p, data_end)
+        if start == next_restart:
+            if shared:
+                raise corruption(ERR_BLOCK_RESTART_SHARED, start)
+            rj += 1
+            next_restart = restarts[rj] if rj < nr else big
+        if shared > len(prev):
+            raise corruption(ERR_BLOCK_SHARED_TOO_LONG, start)
+        kend = p + unshared
+        vend = kend + vlen
+        if vend > data_end:
+            raise corruption(ERR_BLOCK_ENTRY_OVERRUN, start)
+        if next_restart < vend:
+            raise corruption(ERR_BLOCK_RESTART_MISALIGNED, data_end + 4 * rj)
+        prev = prev[:shared] + block[p:kend] if shared else block[p:kend]
+        kappend(prev)
+        vappend(block[kend:vend])
+        p = vend
+    return keys, values
+
+
+def _entry(block: bytes, p: int, data_end: int) -> tuple[int, int, int, int]:
+    """Decode the three varints at ``p``: (shared, unshared, vlen, p_after)."""
+    shared, p = _dv32(block, p, data_end)
+    unshared, p = _dv32(block, p, data_end)
+    vlen, p = _dv32(block, p, data_end)
+    return shared, unshared, vlen, p
+
+
+def _less(key: bytes, target: bytes, cmp: int, offset: int) -> bool:
+    """``key < target`` under ``cmp``; a short internal key is corrupt."""
+    if cmp == CMP_BYTEWISE:
+        return key < target
+    if len(key) < 8:
+        raise corruption(ERR_BLOCK_SHORT_INTERNAL_KEY, offset)
+    uk, ut = key[:-8], target[:-8]
+    if uk != ut:
+        return uk < ut
+    return _U64.unpack_from(key, len(key) - 8)[0] > _U64.unpack_from(target, len(target) - 8)[0]
+
+
+def block_seek(block: bytes, target: bytes, cmp: int) -> Optional[tuple[int, bytes, bytes]]:
+    """First entry whose key >= ``target`` under ``cmp``: ``(index, key, value)``
+    or None when every key < target.
+
+    Requires: keys of the block sorted under ``cmp``; with ``CMP_INTERNAL``
+    ``len(target) >= 8``.  Binary search over the restart points, then a
+    linear scan: O(log(restarts) + restart_interval) entries decoded.
+    """
+    block = check_buffer(block, "block")
+    if not isinstance(target, bytes):
+        raise ArgumentTypeError(f"target must be bytes, not {type(target).__name__}")
+    check_int(cmp, "cmp", CMP_BYTEWISE, CMP_INTERNAL)
+    if cmp == CMP_INTERNAL and len(target) < 8:
+        raise InvalidArgumentError("an internal-key target must be at least 8 bytes")
+    data_end, restarts = _parse_trailer(block)
+    nr = len(restarts)
+    if data_end == 0:
+        return None
+    lo, hi = 0, nr - 1
+    while lo < hi:
+        mid = (lo + hi + 1) >> 1
+        p = restarts[mid]
+        shared, unshared, vlen, q = _entry(block, p, data_end)
+        if shared:
+            raise corruption(ERR_BLOCK_RESTART_SHARED, p)
+        if q + unshared + vlen > data_end:
+            raise corruption(ERR_BLOCK_ENTRY_OVERRUN, p)
+        if _less(block[q:q + unshared], target, cmp, p):
+            lo = mid
+        else:
+            hi = mid - 1
+    base = 0
+    if lo > 0:
+        count = 0
+        for _ in _scan(block, 0, 0, restarts, data_end, restarts[1]):
+            count += 1
+        base = lo * count
+    for i, (p, key, value) in enumerate(_scan(block, restarts[lo], lo, restarts, data_end, data_end)):
+        if not _less(key, target, cmp, p):
+            return base + i, key, value
+    return None
+
+
+def _scan(block: bytes, p: int, rj: int, restarts: tuple[int, ...], data_end: int, stop: int):
+    """Yield ``(offset, key, value)`` of the entries from ``p`` (a restart
+    offset, ``restarts[rj]``) until offset ``stop``, with the step-5 checks."""
+    nr = len(restarts)
+    next_restart = restarts[rj]
+    big = len(block) + 1
+    prev = b""
+    while p < stop:
+        start = p
+        shared, unshared, vlen, p = _entry(block, p, data_end)
+        if start == next_restart:
+            if shared:
+                raise corruption(ERR_BLOCK_RESTART_SHARED, start)
+            rj += 1
+            next_restart = restarts[rj] if rj < nr else big
+        if shared > len(prev):
+            raise corruption(ERR_BLOCK_SHARED_TOO_LONG, start)
+        kend = p + unshared
+        vend = kend + vlen
+        if vend > data_end:
+            raise corruption(ERR_BLOCK_ENTRY_OVERRUN, start)
+        if next_restart < vend:
+            raise corruption(ERR_BLOCK_RESTART_MISALIGNED, data_end + 4 * rj)
+        prev = prev[:shared] + block[p:kend]
+        yield start, prev, block[kend:vend]
+        p = vend
+
+
+# --------------------------------------------------------------------------
+# Bloom filter
+
+def bloom_size(n: int, bits_per_key: int) -> tuple[int, int]:
+    """``(nbytes, k)`` of a filter over ``n`` keys (format in module doc)."""
+    nbytes = max((n * bits_per_key + 7) // 8, 8)
+    k = (bits_per_key * 693147 + 500000) // 1000000
+    return nbytes, min(max(k, 1), 30)
+
+
+def bloom_build(keys: Sequence[bytes], bits_per_key: int) -> bytes:
+    """Build a bloom filter over ``keys`` (user keys; duplicates allowed).
+
+    Requires: a list of bytes; ``1 <= bits_per_key <= 1000``.
+    O(len(keys) * k + total key bytes).
+    """
+    check_bytes_list(keys, "keys")
+    check_int(bits_per_key, "bits_per_key", 1, MAX_BITS_PER_KEY)
+    nbytes, k = bloom_size(len(keys), bits_per_key)
+    nbits = nbytes * 8
+    bits = bytearray(nbytes + 1)
+    M = _M64
+    h64 = _xxh64
+    rk = range(k)
+    for key in keys:
+        h = h64(key, 0)
+        delta = (h >> 17) | ((h << 47) & M)
+        for _ in rk:
+            pos = h % nbits
+            bits[pos >> 3] |= 1 << (pos & 7)
+            h = (h + delta) & M
+    bits[nbytes] = k
+    return bytes(bits)
+
+
+def bloom_may_contain(filter: bytes, key: bytes) -> bool:
+    """False only when ``key`` was certainly not added to ``filter``.
+
+    Requires: bytes-like filter, bytes key.  A filter shorter than 2 bytes
+    -> ``CorruptionError`` at 0.  O(k + len(key)).
+    """
+    filter = check_buffer(filter, "filter")
+    if not isinstance(key, bytes):
+        raise ArgumentTypeError(f"key must be bytes, not {type(key).__name__}")
+    n = len(filter)
+    if n < 2:
+        raise corruption(ERR_BLOOM_TOO_SHORT, 0)
+    k = filter[n - 1]
+    if k > 30:
+        return True
+    nbits = (n - 1) * 8
+    M = _M64
+    h = _xxh64(key, 0)
+    delta = (h >> 17) | ((h << 47) & M)
+    for _ in range(k):
+        pos = h % nbits
+        if not filter[pos >> 3] & (1 << (pos & 7)):
+            return False
+        h = (h + delta) & M
+    return True
+
+
+# --------------------------------------------------------------------------
+# The k-way merge
+
+def merge(runs: Sequence[tuple[Sequence[bytes], Sequence[bytes]]], read_seq: int,
+          snapshots: Sequence[int] = (), mode: int = MERGE_READ,
+          bottom: bool = False) -> tuple[list[bytes], list[bytes]]:
+    """Merge sorted runs of internal entries; return ``(keys, values)``.
+
+    Semantics (docs/architecture.md, "The k-way merge"): the runs are merged
+    in internal order, ties between identical internal keys broken by run
+    index, then position.  ``MERGE_READ`` yields, per user key, the newest
+    point entry with seq <= read_seq if it is a VALUE not covered by a range
+    tombstone with seq <= read_seq.  ``MERGE_COMPACT`` keeps, per user key
+    and snapshot stripe, the newest point entry unless a range tombstone of
+    the same stripe covers it, every range tombstone, and with ``bottom``
+    drops point tombstones with no older kept entry and stripe-0 range
+    tombstones.
+
+    Requires: each run a pair of equal-length lists of bytes; ``snapshots``
+    ascending.  A key shorter than 8 bytes, a kind > 2, or a run out of
+    internal order -> ``CorruptionError(offset = entry index in the run)``,
+    checked run by run, entry by entry, in that order per entry.
+    O(N log N) for N entries (Timsort merges presorted runs in ~N log k),
+    plus O(active range tombstones) per user key.
+    """
+    runs, snaps = check_merge_args(runs, read_seq, snapshots, mode, bottom)
+    entries: list[tuple[bytes, int, int, int]] = []
+    add = entries.append
+    unpack = _U64.unpack_from
+    for r, (keys, _values) in enumerate(runs):
+        pu = None
+        pt = 0
+        for i, key in enumerate(keys):
+            n = len(key)
+            if n < 8:
+                raise corruption(ERR_MERGE_SHORT_KEY, i, r)
+            (t,) = unpack(key, n - 8)
+            if (t & 0xFF) > 2:
+                raise corruption(ERR_MERGE_BAD_KIND, i, r)
+            u = key[:-8]
+            if pu is not None and (u < pu or (u == pu and t > pt)):
+                raise corruption(ERR_MERGE_UNSORTED, i, r)
+            pu = u
+            pt = t
+            add((u, -t, r, i))
+    if len(runs) > 1:
+        entries.sort()
+    chosen: list[tuple[int, int]] = []
+    take = chosen.append
+    active: list[tuple[bytes, int, int]] = []   # (end, seq, stripe)
+    n = len(entries)
+    j = 0
+    compact = mode == MERGE_COMPACT
+    while j < n:
+        u = entries[j][0]
+        k = j + 1
+        while k < n and entries[k][0] == u:
+            k += 1
+        if active:
+            active = [a for a in active if a[0] > u]
+        if not compact:
+            # MERGE_READ
+            if k == j + 1 and not active and (-entries[j][1] & 0xFF) != 2:
+                _, nt, r, i = entries[j]
+                t = -nt
+                if (t & 0xFF) == 1 and (t >> 8) <= read_seq:
+                    take((r, i))
+                j = k
+                continue
+            pick = None
+            pseq = 0
+            for e in entries[j:k]:
+                t = -e[1]
+                kind = t & 0xFF
+                seq = t >> 8
+                if kind == 2:
+                    if seq <= read_seq:
+                        end = runs[e[2]][1][e[3]]
+                        if end > u:
+                            active.append((end, seq, 0))
+                elif pick is None and seq <= read_seq:
+                    pick = e if kind == 1 else False
+                    pseq = seq
+            if pick:
+                for a in active:
+                    if a[1] > pseq:
+                        break
+                else:
+                    take((pick[2], pick[3]))
+            j = k
+            continue
+        # MERGE_COMPACT
+        group = entries[j:k]
+        keep = [True] * (k - j)
+        for gi, e in enumerate(group):
+            t = -e[1]
+            if t & 0xFF == 2:
+                end = runs[e[2]][1][e[3]]
+                st = bisect_left(snaps, t >> 8)
+                if end > u:
+                    active.append((end, t >> 8, st))
+                if bottom and st == 0:
+                    keep[gi] = False
+        last_stripe = -1
+        for gi, e in enumerate(group):
+            t = -e[1]
+            if t & 0xFF == 2:
+                continue
+            seq = t >> 8
+            st = bisect_left(snaps, seq)
+            if st == last_stripe:
+                keep[gi] = False
+                continue
+            last_stripe = st
+            for a in active:
+                if a[2] == st and a[1] > seq:
+                    keep[gi] = False
+                    break
+        if bottom:
+            older_kept = False
+            for gi in range(len(group) - 1, -1, -1):
+                t = -group[gi][1]
+                kind = t & 0xFF
+                if kind == 2 or not keep[gi]:
+                    continue
+                if kind == 0 and not older_kept:
+                    keep[gi] = False
+                else:
+                    older_kept = True
+        for gi, e in enumerate(group):
+            if keep[gi]:
+                take((e[2], e[3]))
+        j = k
+    out_keys = [runs[r][0][i] for r, i in chosen]
+    out_values = [runs[r][1][i] for r, i in chosen]
+    return out_keys, out_values
