@@ -75,12 +75,13 @@ class WriteBatch:
     def __init__(self, *, max_key_size: int = _DEFAULT_MAX_KEY,
                  max_value_size: int = _DEFAULT_MAX_VALUE) -> None:
         """Requires: ``max_key_size >= 1``, ``max_value_size >= 0``."""
-        for name, value, lo in (("max_key_size", max_key_size, 1),
-                                ("max_value_size", max_value_size, 0)):
-            if type(value) is not int:
-                raise ArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
-            if value < lo:
-                raise InvalidArgumentError(f"{name} must be >= {lo}, got {value}")
+        if max_key_size != _DEFAULT_MAX_KEY or max_value_size != _DEFAULT_MAX_VALUE:
+            for name, value, lo in (("max_key_size", max_key_size, 1),
+                                    ("max_value_size", max_value_size, 0)):
+                if type(value) is not int:
+                    raise ArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
+                if value < lo:
+                    raise InvalidArgumentError(f"{name} must be >= {lo}, got {value}")
         self._items: list[tuple[int, bytes, bytes]] = []
         self._size = HEADER_SIZE
         self.max_key_size = max_key_size

@@ -1,0 +1,379 @@
+"""MemTable: the in-memory write buffer, readable while it is written.
+
+Design (chosen for Python speed; every operation is a handful of C-level
+dict/list operations):
+
+* ``_table``: dict ``user_key -> versions``.  ``versions`` is one tuple
+  ``(seq, kind, value)`` while the key has a single version (the common case)
+  and becomes a list of such tuples, oldest first, on the second write.
+  ``get`` is one dict lookup plus a short backwards scan: O(1) expected.
+* Order is kept lazily: a new user key is appended to ``_pending``; a reader
+  that needs order (``run``) sorts the pending keys and merges them into
+  ``_sorted`` (Timsort merges the two sorted runs in linear time), under a
+  small lock that only readers take.  The merged list is a fresh object
+  published by one assignment, so a reader holding the old list is unharmed.
+  Insert is O(1) amortised; the first ordered read after m inserts costs
+  O(n + m log m).
+* Range tombstones ``(start, end, seq)`` live in a separate list; ``get``
+  ignores them (the caller consults ``range_tombstones`` /
+  ``covering_tombstone_seq``), ``run`` interleaves them as kind-2 entries.
+* ``run`` builds internal keys on demand.  A full run is cached (tagged with
+  the entry count it was built at, so any later insert invalidates it); a
+  frozen memtable therefore builds its run once and serves every ranged
+  ``run`` by slicing.
+
+Thread safety: one writer at a time (the DB serialises writers) and any
+number of concurrent readers, relying on the atomicity of single list/dict
+operations under the GIL.  The writer inserts an entry into ``_table`` before
+announcing its key in ``_pending`` and bumps ``num_entries`` last, so a
+reader sees either the whole entry or nothing of it at the point where it
+looks; entries newer than a reader's sequence are filtered by the reader.
+
+Size accounting (``approximate_size``): per entry ``len(key) + len(value) +
+ENTRY_OVERHEAD`` -- close to the entry's encoded size in a table, which is
+what ``write_buffer_size`` bounds.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from bisect import bisect_left
+from typing import Any
+
+from blockdev.errors import ArgumentTypeError, InvalidArgumentError
+from lsm.dbformat import (
+    KIND_RANGE_TOMBSTONE,
+    KIND_TOMBSTONE,
+    KIND_VALUE,
+    MAX_SEQUENCE,
+    internal_sort_key,
+)
+
+__all__ = ["MemTable", "ENTRY_OVERHEAD"]
+
+ENTRY_OVERHEAD = 12       # 8-byte trailer + ~4 bytes of lengths per entry
+_PACK = struct.Struct("<Q").pack
+_Versions = Any           # tuple[int, int, bytes] | list[tuple[int, int, bytes]]
+
+
+def _bisect_internal(ikeys: list[bytes], target: tuple[bytes, int]) -> int:
+    """First index whose internal key sorts >= target (an internal_sort_key).  O(log n)."""
+    lo, hi = 0, len(ikeys)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if internal_sort_key(ikeys[mid]) < target:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+class MemTable:
+    """Sorted write buffer of point entries and range tombstones (see module doc)."""
+
+    __slots__ = ("_table", "_pending", "_sorted", "_lock", "_tombs", "_size", "_count",
+                 "_first_seq", "_last_seq", "_frozen", "_cache", "__weakref__")
+
+    def __init__(self) -> None:
+        self._table: dict[bytes, _Versions] = {}
+        self._pending: list[bytes] = []
+        self._sorted: list[bytes] = []
+        self._lock = threading.Lock()
+        self._tombs: list[tuple[bytes, bytes, int]] = []
+        self._size = 0
+        self._count = 0
+        self._first_seq = 0
+        self._last_seq = 0
+        self._frozen = False
+        self._cache: tuple[int, list[bytes], list[int], list[bytes], list[bytes]] | None = None
+
+    # -- writing (one writer at a time) ----------------------------------
+
+    def add(self, seq: int, kind: int, key: bytes, value: bytes) -> None:
+        """Insert one entry.  O(1) amortised.
+
+        Requires: 0 <= seq <= 2**56-1, unique per user key; kind 0 (value
+        b""), 1 or 2 (key = start, value = exclusive end, start < end);
+        ``bytes`` key and value; the memtable not frozen.
+        """
+        if type(seq) is not int:
+            raise ArgumentTypeError(f"seq must be an int, not {type(seq).__name__}")
+        if not 0 <= seq <= MAX_SEQUENCE:
+            raise InvalidArgumentError(f"seq out of range: {seq}")
+        if type(key) is not bytes:
+            raise ArgumentTypeError(f"key must be bytes, not {type(key).__name__}")
+        if type(value) is not bytes:
+            raise ArgumentTypeError(f"value must be bytes, not {type(value).__name__}")
+        if kind == KIND_RANGE_TOMBSTONE:
+            if not key < value:
+                raise InvalidArgumentError("range tombstone needs start < end")
+        elif kind != KIND_VALUE and kind != KIND_TOMBSTONE:
+            raise InvalidArgumentError(f"unknown kind {kind!r}")
+        if self._frozen:
+            raise InvalidArgumentError("memtable is frozen")
+        self._insert(seq, kind, key, value)
+
+    def add_batch(self, seq: int, items: list[tuple[int, bytes, bytes]]) -> int:
+        """Insert ``items`` (``WriteBatch.items()``, already validated) at
+        ``seq, seq+1, ...``; return the next unused sequence.  O(len(items)).
+
+        Requires: items as produced by ``WriteBatch``; sequences unused.
+        """
+        if self._frozen:
+            raise InvalidArgumentError("memtable is frozen")
+        if not items:
+            return seq
+        if type(seq) is not int or seq < 0 or seq + len(items) - 1 > MAX_SEQUENCE:
+            raise InvalidArgumentError(f"seq out of range: {seq!r}")
+        table = self._table
+        get = table.get
+        pending = self._pending
+        size = 0
+        first = seq
+        for kind, key, value in items:
+            if kind != KIND_RANGE_TOMBSTONE:
+                entry = (seq, kind, value)
+                old = get(key)
+                if old is None:
+                    table[key] = entry
+                    pending.append(key)
+                elif type(old) is tuple and old[0] < seq:
+                    table[key] = [old, entry]
+                elif type(old) is list and old[-1][0] < seq:
+                    old.append(entry)
+                else:
+                    self._insert_out_of_order(key, old, entry)
+            else:
+                self._tombs.append((key, value, seq))
+            size += len(key) + len(value) + ENTRY_OVERHEAD
+            seq += 1
+        self._size += size
+        if self._first_seq == 0 or first < self._first_seq:
+            self._first_seq = first
+        if seq - 1 > self._last_seq:
+            self._last_seq = seq - 1
+        self._count += len(items)
+        return seq
+
+    def _insert(self, seq: int, kind: int, key: bytes, value: bytes) -> None:
+        if kind != KIND_RANGE_TOMBSTONE:
+            table = self._table
+            entry = (seq, kind, value)
+            old = table.get(key)
+            if old is None:
+                table[key] = entry
+                self._pending.append(key)
+            elif type(old) is tuple and old[0] < seq:
+                table[key] = [old, entry]
+            elif type(old) is list and old[-1][0] < seq:
+                old.append(entry)
+            else:
+                self._insert_out_of_order(key, old, entry)
+        else:
+            self._tombs.append((key, value, seq))
+        self._size += len(key) + len(value) + ENTRY_OVERHEAD
+        if self._first_seq == 0 or seq < self._first_seq:
+            self._first_seq = seq
+        if seq > self._last_seq:
+            self._last_seq = seq
+        self._count += 1
+
+    def _insert_out_of_order(self, key: bytes, old: _Versions,
+                             entry: tuple[int, int, bytes]) -> None:
+        """Slow path: a version older than the newest one (copy-on-write)."""
+        versions = [old] if type(old) is tuple else list(old)
+        seqs = [e[0] for e in versions]
+        i = bisect_left(seqs, entry[0])
+        if i < len(seqs) and seqs[i] == entry[0]:
+            raise InvalidArgumentError(f"sequence {entry[0]} already used for this key")
+        versions.insert(i, entry)
+        self._table[key] = versions
+
+    def freeze(self) -> None:
+        """Make the memtable immutable (it is about to be flushed)."""
+        self._frozen = True
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    # -- reading (any thread) --------------------------------------------
+
+    def get(self, user_key: bytes, read_seq: int) -> tuple[int, int, bytes] | None:
+        """Newest point entry of ``user_key`` with seq <= read_seq, as
+        ``(seq, kind, value)``; None if none.  Range tombstones are ignored.
+        O(1) expected (+ versions newer than read_seq)."""
+        try:
+            v = self._table.get(user_key)
+        except TypeError:
+            v = None
+        if v is None:
+            if not isinstance(user_key, bytes):
+                raise ArgumentTypeError(
+                    f"user_key must be bytes, not {type(user_key).__name__}")
+            return None
+        if type(v) is tuple:
+            return v if v[0] <= read_seq else None
+        for e in reversed(v):
+            if e[0] <= read_seq:
+                return e
+        return None
+
+    def range_tombstones(self) -> list[tuple[bytes, bytes, int]]:
+        """A copy of the range tombstones ``(start, end, seq)``.  O(t)."""
+        return list(self._tombs)
+
+    def covering_tombstone_seq(self, user_key: bytes, read_seq: int) -> int:
+        """Highest seq <= read_seq of a range tombstone covering ``user_key``;
+        0 if none.  O(t)."""
+        best = 0
+        for start, end, seq in self._tombs:
+            if start <= user_key < end and best < seq <= read_seq:
+                best = seq
+        return best
+
+    def _sorted_keys(self) -> list[bytes]:
+        with self._lock:
+            pending = self._pending
+            n = len(pending)
+            if n:
+                chunk = pending[:n]
+                del pending[:n]
+                merged = self._sorted + chunk
+                merged.sort()
+                self._sorted = merged
+            return self._sorted
+
+    def _build(self, keys: list[bytes]) -> tuple[list[int], list[bytes], list[bytes]]:
+        """Internal keys and values of ``keys`` (sorted user keys), newest first
+        per key; plus the run offset of each user key.  O(entries)."""
+        table = self._table
+        pack = _PACK
+        ikeys: list[bytes] = []
+        values: list[bytes] = []
+        offsets: list[int] = []
+        add_k = ikeys.append
+        add_v = values.append
+        add_o = offsets.append
+        for k in keys:
+            v = table[k]
+            add_o(len(ikeys))
+            if type(v) is tuple:
+                add_k(k + pack((v[0] << 8) | v[1]))
+                add_v(v[2])
+            else:
+                for e in reversed(v):
+                    add_k(k + pack((e[0] << 8) | e[1]))
+                    add_v(e[2])
+        add_o(len(ikeys))
+        return offsets, ikeys, values
+
+    def run(self, start: bytes | None = None, stop: bytes | None = None
+            ) -> tuple[list[bytes], list[bytes]]:
+        """A consistent copy of the entries with user key in ``[start, stop)``
+        as sorted internal ``(keys, values)``, every range tombstone that
+        overlaps the range included (unclipped) as a kind-2 entry.  Input for
+        ``lsm._native.merge``.  O(entries in range) (+ O(n + m log m) after m
+        new keys; a frozen or unchanged memtable slices a cached full run).
+        """
+        if start is not None and not isinstance(start, bytes):
+            raise ArgumentTypeError(f"start must be bytes or None, not {type(start).__name__}")
+        if stop is not None and not isinstance(stop, bytes):
+            raise ArgumentTypeError(f"stop must be bytes or None, not {type(stop).__name__}")
+        count = self._count
+        cache = self._cache
+        if cache is None or cache[0] != count:
+            keys = self._sorted_keys()
+            if self._frozen or (start is None and stop is None):
+                offsets, ikeys, values = self._build(keys)
+                cache = (count, keys, offsets, ikeys, values)
+                self._cache = cache
+            else:
+                lo = 0 if start is None else bisect_left(keys, start)
+                hi = len(keys) if stop is None else bisect_left(keys, stop)
+                if hi < lo:
+                    hi = lo
+                _, ikeys, values = self._build(keys[lo:hi])
+                return self._with_tombstones(ikeys, values, start, stop)
+        _, keys, offsets, ikeys, values = cache
+        if start is None and stop is None:
+            ikeys, values = list(ikeys), list(values)
+        else:
+            lo = 0 if start is None else bisect_left(keys, start)
+            hi = len(keys) if stop is None else bisect_left(keys, stop)
+            if hi < lo:
+                hi = lo
+            a, b = offsets[lo], offsets[hi]
+            ikeys, values = ikeys[a:b], values[a:b]
+        return self._with_tombstones(ikeys, values, start, stop)
+
+    def _with_tombstones(self, ikeys: list[bytes], values: list[bytes],
+                         start: bytes | None, stop: bytes | None
+                         ) -> tuple[list[bytes], list[bytes]]:
+        tombs = [t for t in list(self._tombs)
+                 if (stop is None or t[0] < stop) and (start is None or t[1] > start)]
+        if not tombs:
+            return ikeys, values
+        pack = _PACK
+        extra = sorted(((s + pack((seq << 8) | KIND_RANGE_TOMBSTONE), e) for s, e, seq in tombs),
+                       key=lambda kv: internal_sort_key(kv[0]))
+        if len(extra) <= 32:
+            for k, v in extra:
+                i = _bisect_internal(ikeys, internal_sort_key(k))
+                ikeys.insert(i, k)
+                values.insert(i, v)
+            return ikeys, values
+        pairs = sorted(list(zip(ikeys, values)) + extra, key=lambda kv: internal_sort_key(kv[0]))
+        return [k for k, _ in pairs], [v for _, v in pairs]
+
+    # -- accounting ------------------------------------------------------
+
+    @property
+    def approximate_size(self) -> int:
+        """Sum over entries of key + value + ENTRY_OVERHEAD bytes.  O(1)."""
+        return self._size
+
+    @property
+    def num_entries(self) -> int:
+        """Entries added (point entries and range tombstones).  O(1)."""
+        return self._count
+
+    @property
+    def first_seq(self) -> int:
+        """Smallest sequence added; 0 while empty."""
+        return self._first_seq
+
+    @property
+    def last_seq(self) -> int:
+        """Largest sequence added; 0 while empty."""
+        return self._last_seq
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _check(self) -> None:
+        """Assert the invariants (O(n log n)); call with no concurrent writer."""
+        keys = self._sorted_keys()
+        assert all(keys[i] < keys[i + 1] for i in range(len(keys) - 1)), "sorted keys"
+        assert set(keys) == set(self._table), "every key indexed exactly once"
+        size = count = 0
+        seqs: list[int] = []
+        for k, v in self._table.items():
+            versions = [v] if type(v) is tuple else v
+            assert type(v) is tuple or len(v) >= 2
+            for i, (seq, kind, value) in enumerate(versions):
+                assert kind in (KIND_VALUE, KIND_TOMBSTONE)
+                assert kind == KIND_VALUE or value == b""
+                assert i == 0 or versions[i - 1][0] < seq, "versions oldest first"
+                size += len(k) + len(value) + ENTRY_OVERHEAD
+                count += 1
+                seqs.append(seq)
+        for s, e, seq in self._tombs:
+            assert s < e
+            size += len(s) + len(e) + ENTRY_OVERHEAD
+            count += 1
+            seqs.append(seq)
+        assert size == self._size and count == self._count
+        assert self._first_seq == (min(seqs) if seqs else 0)
+        assert self._last_seq == (max(seqs) if seqs else 0)
