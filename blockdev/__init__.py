@@ -15,9 +15,13 @@ from blockdev.errors import (
     NoSpaceError,
     StorageIOError,
 )
+from blockdev.fs import FileLock, FileSystem, PosixFS, RandomAccessFile, WritableFile
+from blockdev.blockfs import BlockFS
+from blockdev.crashfs import CrashFS
 
 __all__ = [
     "BlockDevice", "MemoryDevice",
     "Error", "CorruptionError", "StorageIOError", "NoSpaceError", "DurableLegError",
     "InvalidArgumentError", "ClosedError",
 ]
+__all__ += ["FileSystem", "WritableFile", "RandomAccessFile", "FileLock", "PosixFS", "BlockFS", "CrashFS"]

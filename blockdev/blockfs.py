@@ -1,0 +1,1302 @@
+"""BlockFS: the engine's files inside any block device.
+
+The engine needs a handful of file kinds (append-only tables, the WAL, the
+MANIFEST, small pointer files replaced by ``rename``).  BlockFS stores them
+on a ``blockdev.BlockDevice`` (a ``SuperDisk`` in production) with a layout
+in the spirit of RocksDB's BlueFS: a superblock, an extent allocator and a
+checksummed metadata journal.  docs/format.md ("BlockFS") describes every
+byte; the summary:
+
+Device layout (``B`` = the device's block size, at least 512)::
+
+    block 0          superblock slot 0
+    block 1          superblock slot 1
+    area 0           journal area 0   (journal_blocks blocks)
+    area 1           journal area 1   (journal_blocks blocks)
+    data             file data, allocated in extents of whole blocks
+
+Superblock (little endian, 104 bytes, zero padded to ``B``)::
+
+    0  magic "SDKBLKFS"      8  u32 format version     12 u32 block size
+    16 u64 device size       24 16-byte UUID           40 u64 sequence
+    48 u32 active area       52 u32 reserved (0)       56 u64 area 0 offset
+    64 u64 area 1 offset     72 u64 area length        80 u64 data offset
+    88 u64 data blocks       96 u64 XXH64 of bytes [0, 96)
+
+The two slots alternate: sequence ``s`` lives in slot ``s % 2``; mount takes
+the valid slot with the highest sequence, so a torn superblock write leaves
+the previous one in force.  The sequence is also the *epoch* of the active
+journal area: every journal record carries it, and replay stops at the first
+record whose epoch differs (stale records of an earlier use of the area).
+
+Journal record (little endian)::
+
+    u64 checksum  XXH64 (seed 0) of everything after it (length .. payload)
+    u32 length    payload length
+    u8  type      1 CREATE, 2 EXTEND, 3 RENAME, 4 DELETE
+    u64 epoch
+    payload       varints (LEB128) and length-prefixed UTF-8 names
+
+Records follow each other as a byte stream inside the area.  Replay applies
+records until the first one that does not fit, fails its checksum or has
+another epoch (a torn tail is ignored); a record that passes its checksum
+but makes no sense is ``CorruptionError``.
+
+Durability protocol:
+
+* ``append`` writes whole blocks to allocated extents; the partial last
+  block is buffered in memory.  Space is allocated in growing chunks (64 KiB
+  up to 1 MiB) so a growing file gets contiguous extents.
+* ``WritableFile.sync``: write the partial block (zero padded), flush the
+  device (data is durable), then append an EXTEND record (new size + the
+  extents covering it) to the journal and flush again.
+* ``create`` queues a CREATE record (durable with the next journal commit);
+  ``rename`` and ``delete`` commit their record before they return.  Blocks
+  are freed (and discarded) only after the record that frees them is
+  durable, so a crash never leaves two files sharing blocks.
+* When the active area is full the journal is compacted: a snapshot of the
+  file table (CREATE + EXTEND per file) is written to the other area under
+  epoch ``s + 1``, the device flushed, then superblock ``s + 1`` written and
+  flushed.  A crash at any step leaves either the old or the new superblock
+  in force, each with an intact area.  Every mount compacts once, so a
+  session never appends after records a crash left behind.
+
+Requires of the device: writes are atomic per block (the device contract of
+``blockdev.device``: torn only at block granularity), since the journal's
+and each file's last partial block are rewritten in place.
+
+The device is owned by one process; within the process one mounted BlockFS
+per device object (a second mount raises ``LockError``).  ``lock()`` is an
+in-process lock table: it keeps a second handle out, not another process
+(the device is not shared between processes).
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+import threading
+import uuid
+import weakref
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import xxhash
+
+from blockdev.device import BlockDevice
+from blockdev.errors import (
+    ArgumentTypeError,
+    ClosedError,
+    CorruptionError,
+    InvalidArgumentError,
+    LockError,
+    NoSpaceError,
+    NotFoundError,
+    UnsupportedFormatError,
+)
+from blockdev.fs import (
+    BytesLike,
+    FileLock,
+    FileSystem,
+    RandomAccessFile,
+    WritableFile,
+    check_data,
+    check_int,
+    check_name,
+    copy_file,
+)
+
+__all__ = ["BlockFS", "Superblock", "FsckReport", "MAGIC", "FORMAT_VERSION"]
+
+MAGIC = b"SDKBLKFS"  # do not change: on-disk
+FORMAT_VERSION = 1  # do not change: on-disk (bump for a new layout)
+_SB = struct.Struct("<8sIIQ16sQIIQQQQQ")  # do not change: on-disk (96 bytes)
+_SB_CSUM = struct.Struct("<Q")  # do not change: on-disk (at offset 96)
+SUPERBLOCK_SIZE = _SB.size + _SB_CSUM.size  # 104
+_REC = struct.Struct("<QIBQ")  # do not change: on-disk: checksum, length, type, epoch
+REC_HEADER_SIZE = _REC.size  # 21
+
+REC_CREATE = 1  # do not change: on-disk
+REC_EXTEND = 2  # do not change: on-disk
+REC_RENAME = 3  # do not change: on-disk
+REC_DELETE = 4  # do not change: on-disk
+_REC_NAMES = {REC_CREATE: "CREATE", REC_EXTEND: "EXTEND", REC_RENAME: "RENAME", REC_DELETE: "DELETE"}
+
+MIN_BLOCK_SIZE = 512
+MIN_JOURNAL_BLOCKS = 2
+MAX_JOURNAL_BYTES = 32 << 20
+_CHUNK_MIN_BYTES = 64 << 10
+_CHUNK_MAX_BYTES = 1 << 20
+
+_MOUNTS: "weakref.WeakKeyDictionary[BlockDevice, weakref.ref[BlockFS]]" = weakref.WeakKeyDictionary()
+_MOUNTS_LOCK = threading.Lock()
+
+
+def _xxh64(data: BytesLike) -> int:
+    return xxhash.xxh64_intdigest(data, 0)
+
+
+# ---------------------------------------------------------------------------
+# Varints and record payloads
+# ---------------------------------------------------------------------------
+
+
+def _put_varint(out: bytearray, value: int) -> None:
+    """Append ``value`` (0 <= value < 2**64) as LEB128."""
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+
+
+def _put_name(out: bytearray, name: str) -> None:
+    raw = name.encode("utf-8")
+    _put_varint(out, len(raw))
+    out += raw
+
+
+class _Reader:
+    """Decoder of one record payload; errors are ``CorruptionError`` at the
+    record's device offset."""
+
+    __slots__ = ("buf", "pos", "end", "dev", "offset")
+
+    def __init__(self, buf: memoryview, dev: str, offset: int) -> None:
+        self.buf = buf
+        self.pos = 0
+        self.end = len(buf)
+        self.dev = dev
+        self.offset = offset
+
+    def fail(self, what: str) -> CorruptionError:
+        return CorruptionError(f"BlockFS journal record: {what}", self.dev, self.offset)
+
+    def varint(self) -> int:
+        result = 0
+        shift = 0
+        while True:
+            if self.pos >= self.end:
+                raise self.fail("truncated varint")
+            if shift > 63:
+                raise self.fail("overlong varint")
+            b = self.buf[self.pos]
+            self.pos += 1
+            result |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return result
+            shift += 7
+
+    def name(self) -> str:
+        n = self.varint()
+        if n == 0 or n > 255 or self.pos + n > self.end:
+            raise self.fail(f"bad name length {n}")
+        raw = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail("name is not UTF-8") from None
+
+    def done(self) -> None:
+        if self.pos != self.end:
+            raise self.fail(f"{self.end - self.pos} trailing bytes")
+
+
+def encode_record(rtype: int, epoch: int, payload: BytesLike) -> bytes:
+    """One journal record: header + payload.  O(len(payload))."""
+    body = bytearray(_REC.size)
+    body += payload
+    struct.pack_into("<IBQ", body, 8, len(payload), rtype, epoch)
+    csum = _xxh64(memoryview(body)[8:])
+    struct.pack_into("<Q", body, 0, csum)
+    return bytes(body)
+
+
+def _payload_create(ino: int, name: str) -> bytearray:
+    out = bytearray()
+    _put_varint(out, ino)
+    _put_name(out, name)
+    return out
+
+
+def _payload_extend(ino: int, size: int, extents: list[tuple[int, int]]) -> bytearray:
+    out = bytearray()
+    _put_varint(out, ino)
+    _put_varint(out, size)
+    _put_varint(out, len(extents))
+    for start, n in extents:
+        _put_varint(out, start)
+        _put_varint(out, n)
+    return out
+
+
+def _payload_rename(src: str, dst: str) -> bytearray:
+    out = bytearray()
+    _put_name(out, src)
+    _put_name(out, dst)
+    return out
+
+
+def _payload_delete(name: str) -> bytearray:
+    out = bytearray()
+    _put_name(out, name)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Superblock
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Superblock:
+    """The decoded superblock.  Offsets and lengths are in bytes."""
+
+    format_version: int
+    block_size: int
+    device_size: int
+    uuid: bytes
+    sequence: int
+    active_area: int
+    area0_offset: int
+    area1_offset: int
+    area_length: int
+    data_offset: int
+    data_blocks: int
+
+    def encode(self) -> bytes:
+        """The 104 superblock bytes, zero padded to ``block_size``."""
+        head = _SB.pack(MAGIC, self.format_version, self.block_size, self.device_size,
+                        self.uuid, self.sequence, self.active_area, 0, self.area0_offset,
+                        self.area1_offset, self.area_length, self.data_offset, self.data_blocks)
+        raw = head + _SB_CSUM.pack(_xxh64(head))
+        return raw + bytes(self.block_size - len(raw))
+
+    @property
+    def active_offset(self) -> int:
+        return self.area1_offset if self.active_area else self.area0_offset
+
+    @property
+    def inactive_offset(self) -> int:
+        return self.area0_offset if self.active_area else self.area1_offset
+
+    @property
+    def data_end_block(self) -> int:
+        return self.data_offset // self.block_size + self.data_blocks
+
+    def validate(self, device: BlockDevice) -> None:
+        """Raise unless the geometry is consistent and fits ``device``."""
+        dev = device.name
+        bs = self.block_size
+        if bs != device.block_size:
+            raise UnsupportedFormatError(
+                f"BlockFS formatted with block size {bs}, device has {device.block_size}", dev)
+        if self.active_area not in (0, 1):
+            raise CorruptionError(f"superblock: bad active area {self.active_area}", dev, 0)
+        fields = (self.area0_offset, self.area1_offset, self.area_length, self.data_offset)
+        if any(v % bs for v in fields) or self.area_length <= 0:
+            raise CorruptionError("superblock: misaligned layout", dev, 0)
+        if (self.area0_offset != 2 * bs or self.area1_offset != self.area0_offset + self.area_length
+                or self.data_offset != self.area1_offset + self.area_length):
+            raise CorruptionError("superblock: inconsistent layout", dev, 0)
+        if self.data_offset + self.data_blocks * bs != self.device_size:
+            raise CorruptionError("superblock: data area does not match the device size", dev, 0)
+        if self.device_size > device.size:
+            raise CorruptionError(
+                f"superblock: formatted for {self.device_size} bytes but the device holds "
+                f"only {device.size}", dev, 0)
+
+
+def _decode_superblock(raw: bytes, dev: str, slot: int) -> Optional[Superblock]:
+    """Decode a slot.  None if the slot has no magic; ``CorruptionError``
+    for a bad checksum; ``UnsupportedFormatError`` for a newer version."""
+    if raw[:8] != MAGIC:
+        return None
+    version = struct.unpack_from("<I", raw, 8)[0]
+    if version > FORMAT_VERSION or version == 0:
+        raise UnsupportedFormatError(
+            f"BlockFS format version {version} (this code reads up to {FORMAT_VERSION})", dev)
+    fields = _SB.unpack_from(raw, 0)
+    (csum,) = _SB_CSUM.unpack_from(raw, _SB.size)
+    if _xxh64(raw[:_SB.size]) != csum:
+        raise CorruptionError(f"superblock slot {slot} fails its checksum", dev, slot * len(raw))
+    (_, ver, bs, dsize, uid, seq, active, _res, a0, a1, alen, doff, dblocks) = fields
+    return Superblock(ver, bs, dsize, uid, seq, active, a0, a1, alen, doff, dblocks)
+
+
+# ---------------------------------------------------------------------------
+# Extent allocator
+# ---------------------------------------------------------------------------
+
+
+class _Allocator:
+    """Free space as coalesced extents of blocks ``[first, end)``.
+
+    ``_starts`` is the sorted list of free-extent starts, ``_len`` maps a
+    start to its length.  Invariant: extents are disjoint, non-adjacent
+    (always coalesced) and inside ``[first, end)``.
+    """
+
+    def __init__(self, first: int, end: int) -> None:
+        self.first = first
+        self.end = end
+        self._starts: list[int] = []
+        self._len: dict[int, int] = {}
+        self.free_blocks = 0
+
+    def extents(self) -> list[tuple[int, int]]:
+        """Free extents in block order.  O(n)."""
+        return [(s, self._len[s]) for s in self._starts]
+
+    def free(self, start: int, n: int) -> None:
+        """Return ``[start, start+n)`` to the free space, coalescing with
+        its neighbours.  O(n) list insert, O(log n) search.
+
+        Requires: the range is allocated (not free) and inside the area.
+        """
+        if n <= 0:
+            return
+        if start < self.first or start + n > self.end:
+            raise AssertionError(f"free of [{start}, {start + n}) outside [{self.first}, {self.end})")
+        i = bisect.bisect_left(self._starts, start)
+        if i < len(self._starts) and self._starts[i] < start + n:
+            raise AssertionError(f"double free of block {self._starts[i]}")
+        if i > 0:
+            p = self._starts[i - 1]
+            if p + self._len[p] > start:
+                raise AssertionError(f"double free of block {start}")
+        self.free_blocks += n
+        # Merge with the following extent.
+        if i < len(self._starts) and self._starts[i] == start + n:
+            nxt = self._starts.pop(i)
+            n += self._len.pop(nxt)
+        # Merge with the preceding extent.
+        if i > 0:
+            p = self._starts[i - 1]
+            if p + self._len[p] == start:
+                self._len[p] += n
+                return
+        self._starts.insert(i, start)
+        self._len[start] = n
+
+    def _take(self, start: int, n: int) -> None:
+        """Remove ``[start, start+n)`` from the free extent beginning at
+        ``start``."""
+        length = self._len.pop(start)
+        i = bisect.bisect_left(self._starts, start)
+        if length == n:
+            self._starts.pop(i)
+        else:
+            self._starts[i] = start + n
+            self._len[start + n] = length - n
+        self.free_blocks -= n
+
+    def allocate(self, want: int, need: int, hint: Optional[int] = None) -> list[tuple[int, int]]:
+        """Allocate ``want`` blocks (or only ``need`` if ``want`` do not fit).
+
+        Preference: continue at ``hint`` (the block after the file's last
+        extent), then the first free extent that holds the rest whole, then
+        the largest extents.  Raises ``NoSpaceError`` (nothing allocated)
+        when fewer than ``need`` blocks are free.  O(n) in free extents.
+        """
+        if need > self.free_blocks:
+            raise NoSpaceError(f"no space: {need} blocks needed, {self.free_blocks} free")
+        total = want if want <= self.free_blocks else need
+        out: list[tuple[int, int]] = []
+        if hint is not None and hint in self._len:
+            n = min(self._len[hint], total)
+            self._take(hint, n)
+            out.append((hint, n))
+            total -= n
+        if total:
+            for s in self._starts:
+                if self._len[s] >= total:
+                    self._take(s, total)
+                    out.append((s, total))
+                    total = 0
+                    break
+        while total:
+            s = max(self._starts, key=lambda k: self._len[k])
+            n = min(self._len[s], total)
+            self._take(s, n)
+            out.append((s, n))
+            total -= n
+        return out
+
+    def _check(self) -> None:
+        """Assert the invariants (sorted, disjoint, coalesced, in range)."""
+        total = 0
+        prev_end = -1
+        assert sorted(self._starts) == self._starts, "free list unsorted"
+        assert set(self._starts) == set(self._len), "free index out of sync"
+        for s in self._starts:
+            n = self._len[s]
+            assert n > 0, "empty free extent"
+            assert s >= self.first and s + n <= self.end, "free extent out of range"
+            assert s > prev_end, "free extents overlap or touch"
+            prev_end = s + n
+            total += n
+        assert total == self.free_blocks, "free block count wrong"
+
+
+# ---------------------------------------------------------------------------
+# Inodes and replay
+# ---------------------------------------------------------------------------
+
+
+class _Inode:
+    """One file.  ``size``/``extents`` are the live state; ``jsize`` and
+    ``jblocks`` the part recorded in the journal (committed or queued)."""
+
+    __slots__ = ("ino", "name", "size", "extents", "lbn", "nblocks", "jsize", "jblocks",
+                 "tail", "tail_dirty", "refs", "writer", "unlinked")
+
+    def __init__(self, ino: int, name: str) -> None:
+        self.ino = ino
+        self.name = name
+        self.size = 0
+        self.extents: list[tuple[int, int]] = []  # (physical start block, blocks)
+        self.lbn: list[int] = []  # logical block of each extent's start
+        self.nblocks = 0
+        self.jsize = 0
+        self.jblocks = 0
+        self.tail: Optional[bytearray] = None  # bytes of the partial last block, when known
+        self.tail_dirty = False  # tail not yet written to the device
+        self.refs = 0
+        self.writer = False
+        self.unlinked = False
+
+    def add_extent(self, start: int, n: int) -> None:
+        """Append an extent, merging with the last one when contiguous. O(1)."""
+        if self.extents:
+            s, m = self.extents[-1]
+            if s + m == start:
+                self.extents[-1] = (s, m + n)
+                self.nblocks += n
+                return
+        self.extents.append((start, n))
+        self.lbn.append(self.nblocks)
+        self.nblocks += n
+
+    def slice(self, first: int, end: int) -> list[tuple[int, int]]:
+        """Physical runs of logical blocks ``[first, end)``.  O(log n + k)."""
+        out: list[tuple[int, int]] = []
+        if first >= end:
+            return out
+        i = bisect.bisect_right(self.lbn, first) - 1
+        lb = first
+        while lb < end:
+            start, n = self.extents[i]
+            off = lb - self.lbn[i]
+            take = min(n - off, end - lb)
+            out.append((start + off, take))
+            lb += take
+            i += 1
+        return out
+
+    def truncate_blocks(self, keep: int) -> list[tuple[int, int]]:
+        """Drop every block at logical index >= ``keep``; return the
+        removed physical runs."""
+        removed = self.slice(keep, self.nblocks)
+        if not removed:
+            return removed
+        while self.extents and self.lbn[-1] >= keep:
+            self.extents.pop()
+            self.lbn.pop()
+        if self.extents:
+            s, n = self.extents[-1]
+            self.extents[-1] = (s, keep - self.lbn[-1])
+        self.nblocks = keep
+        return removed
+
+    def _check(self, block_size: int) -> None:
+        """Assert the inode's invariants."""
+        assert sum(n for _, n in self.extents) == self.nblocks, "nblocks wrong"
+        acc = 0
+        for (_, n), lb in zip(self.extents, self.lbn):
+            assert lb == acc and n > 0, "logical index wrong"
+            acc += n
+        assert self.size <= self.nblocks * block_size, "size beyond extents"
+        assert self.jsize <= self.size and self.jblocks <= self.nblocks, "journaled beyond live"
+        assert self.jsize <= self.jblocks * block_size, "journaled size beyond journaled extents"
+
+
+def _blocks_for(size: int, bs: int) -> int:
+    return -(-size // bs)
+
+
+def _replay(buf: bytes, epoch: int, sb: Superblock, dev: str, area_offset: int
+            ) -> tuple[dict[str, int], dict[int, _Inode], int]:
+    """Replay a journal area.  Returns (names, inodes, end of the valid
+    records).  A torn tail stops replay; a checksummed record that is
+    invalid raises ``CorruptionError``.  O(bytes + records * log)."""
+    names: dict[str, int] = {}
+    inodes: dict[int, _Inode] = {}
+    bs = sb.block_size
+    first = sb.data_offset // bs
+    end = sb.data_end_block
+    view = memoryview(buf)
+    pos = 0
+    limit = len(buf)
+    while pos + _REC.size <= limit:
+        csum, length, rtype, rec_epoch = _REC.unpack_from(buf, pos)
+        stop = pos + _REC.size + length
+        if stop > limit or _xxh64(view[pos + 8:stop]) != csum or rec_epoch != epoch:
+            break
+        r = _Reader(view[pos + _REC.size:stop], dev, area_offset + pos)
+        if rtype == REC_CREATE:
+            ino = r.varint()
+            name = r.name()
+            r.done()
+            if ino in inodes:
+                raise r.fail(f"CREATE of inode {ino} that exists")
+            old = names.get(name)
+            if old is not None:
+                del inodes[old]
+            node = _Inode(ino, name)
+            inodes[ino] = node
+            names[name] = ino
+        elif rtype == REC_EXTEND:
+            ino = r.varint()
+            size = r.varint()
+            count = r.varint()
+            node = inodes.get(ino)
+            if node is None:
+                raise r.fail(f"EXTEND of unknown inode {ino}")
+            for _ in range(count):
+                start = r.varint()
+                n = r.varint()
+                if n == 0 or start < first or start + n > end:
+                    raise r.fail(f"extent [{start}, {start + n}) outside the data area")
+                node.add_extent(start, n)
+            r.done()
+            if size < node.size or size > node.nblocks * bs:
+                raise r.fail(f"EXTEND size {size} of inode {ino} impossible")
+            node.size = node.jsize = size
+            node.jblocks = node.nblocks
+        elif rtype == REC_RENAME:
+            src = r.name()
+            dst = r.name()
+            r.done()
+            ino = names.pop(src, None)
+            if ino is None:
+                raise r.fail(f"RENAME of missing file {src!r}")
+            old = names.get(dst)
+            if old is not None and old != ino:
+                del inodes[old]
+            names[dst] = ino
+            inodes[ino].name = dst
+        elif rtype == REC_DELETE:
+            name = r.name()
+            r.done()
+            ino = names.pop(name, None)
+            if ino is None:
+                raise r.fail(f"DELETE of missing file {name!r}")
+            del inodes[ino]
+        else:
+            raise r.fail(f"unknown record type {rtype}")
+        pos = stop
+    return names, inodes, pos
+
+
+def _overlaps(runs: list[tuple[int, int, str]]) -> list[str]:
+    """Describe every overlap among (start, n, owner) runs.  O(n log n)."""
+    problems: list[str] = []
+    runs = sorted(runs)
+    prev_end = -1
+    prev_owner = ""
+    for start, n, owner in runs:
+        if start < prev_end:
+            problems.append(f"block {start} belongs to both {prev_owner} and {owner}")
+        if start + n > prev_end:
+            prev_end = start + n
+            prev_owner = owner
+    return problems
+
+
+# ---------------------------------------------------------------------------
+# Reports and handles
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FsckReport:
+    """What ``BlockFS.check`` found (only returned when all is consistent)."""
+
+    files: int
+    data_blocks: int
+    used_blocks: int
+    reserved_blocks: int  # allocated beyond a file's size (preallocation)
+    free_blocks: int
+    free_extents: int
+    journal_bytes: int
+    journal_capacity: int
+
+
+class _BlockWritable(WritableFile):
+    def __init__(self, fs: "BlockFS", node: _Inode) -> None:
+        self._fs = fs
+        self._node = node
+        self.name = node.name
+        self._closed = False
+
+    @property
+    def size(self) -> int:
+        return self._node.size
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"file {self._node.name} of {self._fs.name} is closed")
+        self._fs._check_open()
+
+    def append(self, data: BytesLike) -> None:
+        check_data(data)
+        with self._fs._mu:
+            self._check_open()
+            self._fs._append(self._node, data)
+
+    def sync(self) -> None:
+        with self._fs._mu:
+            self._check_open()
+            self._fs._sync_file(self._node)
+
+    def close(self) -> None:
+        with self._fs._mu:
+            if self._closed:
+                return
+            self._closed = True
+            if not self._fs._closed:
+                self._fs._close_writer(self._node)
+
+
+class _BlockRandomAccess(RandomAccessFile):
+    def __init__(self, fs: "BlockFS", node: _Inode) -> None:
+        self._fs = fs
+        self._node = node
+        self.name = node.name
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"file {self.name} of {self._fs.name} is closed")
+        self._fs._check_open()
+
+    @property
+    def size(self) -> int:
+        self._check_open()
+        return self._node.size
+
+    def read(self, offset: int, length: int) -> bytes:
+        check_int(offset, "offset")
+        check_int(length, "length")
+        fs = self._fs
+        bs = fs._bs
+        with fs._mu:
+            self._check_open()
+            node = self._node
+            size = node.size
+            end = min(size, offset + length)
+            if offset >= end:
+                return b""
+            first = offset // bs
+            last = _blocks_for(end, bs)  # exclusive
+            tail: Optional[bytes] = None
+            if size % bs and node.tail is not None and last > size // bs:
+                tail = bytes(node.tail)
+                last -= 1
+            runs = node.slice(first, last)
+        parts = [fs.device.read(start * bs, n * bs) for start, n in runs]
+        if tail is not None:
+            parts.append(tail)
+        buf = b"".join(parts)
+        skip = offset - first * bs
+        return buf[skip:skip + (end - offset)]
+
+    def close(self) -> None:
+        with self._fs._mu:
+            if self._closed:
+                return
+            self._closed = True
+            if not self._fs._closed:
+                self._fs._unref(self._node)
+
+
+class _BlockLock(FileLock):
+    def __init__(self, fs: "BlockFS", name: str) -> None:
+        self._fs = fs
+        self.name = name
+        self._held = True
+
+    def release(self) -> None:
+        with self._fs._mu:
+            if self._held:
+                self._held = False
+                self._fs._locks.discard(self.name)
+
+
+# ---------------------------------------------------------------------------
+# BlockFS
+# ---------------------------------------------------------------------------
+
+
+class BlockFS(FileSystem):
+    """Files inside a block device (see the module docstring).
+
+    ``BlockFS(device, create=False)`` mounts the BlockFS on ``device``;
+    with ``create=True`` a device holding no BlockFS is formatted first.
+    ``BlockFS.format(device)`` always formats; ``BlockFS.mount(device)``
+    never does.  Errors: ``UnsupportedFormatError`` naming the device when
+    it holds no BlockFS or a newer format version; ``CorruptionError`` for
+    a damaged superblock or journal; ``LockError`` if this device object is
+    already mounted in this process.
+
+    The caller keeps ownership of the device: ``close`` does not close it.
+    Thread safe: one lock guards metadata and the write path; device reads
+    happen outside it.
+    """
+
+    def __init__(self, device: BlockDevice, create: bool = False, *,
+                 journal_blocks: Optional[int] = None) -> None:
+        if not isinstance(device, BlockDevice):
+            raise ArgumentTypeError(f"device must be a blockdev.BlockDevice, got {type(device).__name__}")
+        if not isinstance(create, bool):
+            raise ArgumentTypeError(f"create must be a bool, got {type(create).__name__}")
+        if journal_blocks is not None:
+            check_int(journal_blocks, "journal_blocks", MIN_JOURNAL_BLOCKS)
+        self.device = device
+        self.name = f"blockfs:{device.name}"
+        self._mu = threading.RLock()
+        self._closed = True
+        self._register()
+        try:
+            if create and not self._has_magic():
+                self._format(journal_blocks)
+            self._mount()
+        except BaseException:
+            self._unregister()
+            raise
+        self._closed = False
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def format(cls, device: BlockDevice, *, journal_blocks: Optional[int] = None) -> "BlockFS":
+        """Write an empty BlockFS over ``device`` (destroying its contents)
+        and mount it.  ``journal_blocks`` sizes each journal area (default:
+        1/64 of the device, at least 16 blocks, at most 32 MiB)."""
+        if not isinstance(device, BlockDevice):
+            raise ArgumentTypeError(f"device must be a blockdev.BlockDevice, got {type(device).__name__}")
+        if journal_blocks is not None:
+            check_int(journal_blocks, "journal_blocks", MIN_JOURNAL_BLOCKS)
+        self = cls.__new__(cls)
+        self.device = device
+        self.name = f"blockfs:{device.name}"
+        self._mu = threading.RLock()
+        self._closed = True
+        self._register()
+        try:
+            self._format(journal_blocks)
+            self._mount()
+        except BaseException:
+            self._unregister()
+            raise
+        self._closed = False
+        return self
+
+    @classmethod
+    def mount(cls, device: BlockDevice) -> "BlockFS":
+        """Mount the BlockFS on ``device``; never formats."""
+        return cls(device, create=False)
+
+    def _register(self) -> None:
+        with _MOUNTS_LOCK:
+            ref = _MOUNTS.get(self.device)
+            other = ref() if ref is not None else None
+            if other is not None and not other._closed:
+                raise LockError(f"device {self.device.name} is already mounted by {other!r}")
+            _MOUNTS[self.device] = weakref.ref(self)
+
+    def _unregister(self) -> None:
+        with _MOUNTS_LOCK:
+            ref = _MOUNTS.get(self.device)
+            if ref is not None and ref() is self:
+                del _MOUNTS[self.device]
+
+    def _has_magic(self) -> bool:
+        bs = self.device.block_size
+        if self.device.size < 2 * bs:
+            return False
+        raw = self.device.read(0, 2 * bs)
+        return raw[:8] == MAGIC or raw[bs:bs + 8] == MAGIC
+
+    def _format(self, journal_blocks: Optional[int]) -> None:
+        dev = self.device
+        bs = dev.block_size
+        if bs < MIN_BLOCK_SIZE:
+            raise InvalidArgumentError(f"BlockFS needs a block size >= {MIN_BLOCK_SIZE}, {dev.name} has {bs}")
+        total = dev.size // bs
+        if journal_blocks is None:
+            journal_blocks = max(16, min(total // 64, MAX_JOURNAL_BYTES // bs))
+        data_blocks = total - 2 - 2 * journal_blocks
+        if data_blocks < 1:
+            raise InvalidArgumentError(
+                f"device {dev.name} ({dev.size} bytes) is too small for BlockFS with "
+                f"{journal_blocks}-block journal areas")
+        area_len = journal_blocks * bs
+        sb = Superblock(FORMAT_VERSION, bs, dev.size, uuid.uuid4().bytes, 1, 0,
+                        2 * bs, 2 * bs + area_len, area_len, 2 * bs + 2 * area_len, data_blocks)
+        dev.write(0, bytes(bs))  # invalidate slot 0 (an older BlockFS's superblock)
+        dev.write(sb.area0_offset, bytes(bs))
+        dev.write(bs * (sb.sequence % 2), sb.encode())
+        dev.flush()
+        dev.discard(sb.data_offset, data_blocks * bs)
+
+    def _mount(self) -> None:
+        dev = self.device
+        bs = dev.block_size
+        if dev.size < 2 * bs or bs < MIN_BLOCK_SIZE:
+            raise UnsupportedFormatError("no BlockFS superblock (device too small)", dev.name)
+        raw = dev.read(0, 2 * bs)
+        found: list[Superblock] = []
+        errors: list[Exception] = []
+        magic_seen = False
+        for slot in (0, 1):
+            try:
+                sb = _decode_superblock(raw[slot * bs:(slot + 1) * bs], dev.name, slot)
+            except CorruptionError as exc:
+                magic_seen = True
+                errors.append(exc)
+                continue
+            if sb is not None:
+                magic_seen = True
+                found.append(sb)
+        if not magic_seen:
+            raise UnsupportedFormatError("no BlockFS superblock (bad magic)", dev.name)
+        if not found:
+            raise errors[0]
+        sb = max(found, key=lambda s: s.sequence)
+        sb.validate(dev)
+        self._sb = sb
+        self._bs = bs
+        area = dev.read(sb.active_offset, sb.area_length)
+        names, inodes, _ = _replay(area, sb.sequence, sb, dev.name, sb.active_offset)
+        first = sb.data_offset // bs
+        used = [(s, n, f"file {node.name!r}") for node in inodes.values() for s, n in node.extents]
+        problems = _overlaps(used)
+        if problems:
+            raise CorruptionError("BlockFS journal: " + "; ".join(problems[:5]), dev.name, sb.active_offset)
+        alloc = _Allocator(first, sb.data_end_block)
+        cursor = first
+        for s, n, _ in sorted(used):
+            if s > cursor:
+                alloc.free(cursor, s - cursor)
+            cursor = max(cursor, s + n)
+        if cursor < sb.data_end_block:
+            alloc.free(cursor, sb.data_end_block - cursor)
+        self._alloc = alloc
+        self._names = names
+        self._inodes = inodes
+        self._orphans: dict[int, _Inode] = {}  # unlinked inodes with open handles
+        self._next_ino = max(inodes, default=0) + 1
+        self._locks: set[str] = set()
+        self._pending = bytearray()
+        self._pending_free: list[tuple[int, int]] = []
+        self._jpos = 0
+        self._jtail = b""
+        self._compact()
+
+    # -- journal ------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"{self.name} is closed")
+
+    def _log(self, rtype: int, payload: bytearray) -> None:
+        """Queue a record (compacting first if the area is full).  The
+        caller applies the record's effect only after this returns."""
+        need = _REC.size + len(payload)
+        if self._jpos + len(self._pending) + need > self._sb.area_length:
+            self._compact()
+            if self._jpos + need > self._sb.area_length:
+                raise NoSpaceError(
+                    f"BlockFS metadata journal full ({self._jpos} of {self._sb.area_length} bytes "
+                    f"used by the file table)", self.device.name)
+        self._pending += encode_record(rtype, self._sb.sequence, payload)
+
+    def _commit(self) -> None:
+        """Write the queued records after the journal tail and flush."""
+        if not self._pending:
+            return
+        bs = self._bs
+        start_block = self._jpos // bs
+        buf = self._jtail + self._pending
+        pad = -len(buf) % bs
+        self.device.write(self._sb.active_offset + start_block * bs, buf + bytes(pad))
+        self.device.flush()
+        self._jpos += len(self._pending)
+        keep = len(buf) % bs
+        self._jtail = bytes(buf[len(buf) - keep:]) if keep else b""
+        self._pending = bytearray()
+        self._release_pending()
+
+    def _snapshot(self, epoch: int) -> bytearray:
+        """The journaled file table as CREATE + EXTEND records."""
+        out = bytearray()
+        for name, ino in sorted(self._names.items(), key=lambda kv: kv[1]):
+            node = self._inodes[ino]
+            out += encode_record(REC_CREATE, epoch, _payload_create(ino, name))
+            if node.jblocks or node.jsize:
+                exts = node.slice(0, node.jblocks)
+                out += encode_record(REC_EXTEND, epoch, _payload_extend(ino, node.jsize, exts))
+        return out
+
+    def _compact(self) -> None:
+        """Write the file table to the other area and switch to it through
+        the next superblock.  Crash safe at every step (module docstring)."""
+        sb = self._sb
+        bs = self._bs
+        new_sb = replace(sb, sequence=sb.sequence + 1, active_area=1 - sb.active_area)
+        snap = self._snapshot(new_sb.sequence)
+        if len(snap) > sb.area_length:
+            raise NoSpaceError(
+                f"BlockFS metadata journal full: the file table needs {len(snap)} bytes, "
+                f"an area holds {sb.area_length}", self.device.name)
+        pad = -len(snap) % bs
+        if not snap:
+            pad = bs  # an empty table: write one zero block so the area starts clean
+        self.device.write(new_sb.active_offset, bytes(snap) + bytes(pad))
+        self.device.flush()
+        self.device.write(bs * (new_sb.sequence % 2), new_sb.encode())
+        self.device.flush()
+        self._sb = new_sb
+        self._jpos = len(snap)
+        keep = len(snap) % bs
+        self._jtail = bytes(snap[len(snap) - keep:]) if keep else b""
+        self._pending = bytearray()
+        self._release_pending()
+
+    def _release_pending(self) -> None:
+        frees, self._pending_free = self._pending_free, []
+        self._free_now(frees)
+
+    def _free_now(self, runs: list[tuple[int, int]]) -> None:
+        bs = self._bs
+        for start, n in runs:
+            self._alloc.free(start, n)
+        for start, n in runs:
+            self.device.discard(start * bs, n * bs)
+
+    def _release(self, runs: list[tuple[int, int]]) -> None:
+        """Free blocks, waiting for the queued records (which may be what
+        frees them) to become durable first."""
+        if self._pending:
+            self._pending_free.extend(runs)
+        else:
+            self._free_now(runs)
+
+    def _unlink(self, node: _Inode) -> None:
+        """Drop an inode from the namespace (its record is already logged)."""
+        node.unlinked = True
+        del self._inodes[node.ino]
+        if node.refs:
+            self._orphans[node.ino] = node
+        else:
+            self._release(node.slice(0, node.nblocks))
+            node.truncate_blocks(0)
+
+    def _unref(self, node: _Inode) -> None:
+        node.refs -= 1
+        if node.refs == 0 and node.unlinked:
+            self._orphans.pop(node.ino, None)
+            self._release(node.slice(0, node.nblocks))
+            node.truncate_blocks(0)
+
+    # -- write path -------------------------------------------------------
+    def _write_blocks(self, node: _Inode, first_lbn: int, data: BytesLike) -> None:
+        bs = self._bs
+        view = memoryview(data)
+        pos = 0
+        for start, n in node.slice(first_lbn, first_lbn + len(view) // bs):
+            self.device.write(start * bs, view[pos:pos + n * bs])
+            pos += n * bs
+
+    def _append(self, node: _Inode, data: BytesLike) -> None:
+        bs = self._bs
+        view = memoryview(data).cast("B")
+        length = len(view)
+        if length == 0:
+            return
+        new_size = node.size + length
+        need = _blocks_for(new_size, bs) - node.nblocks
+        if need > 0:
+            chunk = min(max(node.nblocks, _CHUNK_MIN_BYTES // bs), max(1, _CHUNK_MAX_BYTES // bs))
+            hint = node.extents[-1][0] + node.extents[-1][1] if node.extents else None
+            for start, n in self._alloc.allocate(max(need, chunk), need, hint):
+                node.add_extent(start, n)
+        tail = node.tail if node.tail is not None else bytearray()
+        buf: BytesLike = bytes(tail) + bytes(view) if tail else view
+        full = len(buf) // bs * bs
+        if full:
+            self._write_blocks(node, node.size // bs, memoryview(buf)[:full])
+        node.tail = bytearray(memoryview(buf)[full:])
+        node.tail_dirty = bool(node.tail)
+        node.size = new_size
+
+    def _write_tail(self, node: _Inode) -> None:
+        if node.tail_dirty and node.tail:
+            bs = self._bs
+            block = bytes(node.tail) + bytes(bs - len(node.tail))
+            self._write_blocks(node, node.size // bs, block)
+        node.tail_dirty = False
+
+    def _log_extend(self, node: _Inode) -> None:
+        """Queue EXTEND for the synced state of ``node`` (data already
+        flushed)."""
+        if node.unlinked or (node.size == node.jsize and _blocks_for(node.size, self._bs) == node.jblocks):
+            return
+        blocks = _blocks_for(node.size, self._bs)
+        exts = node.slice(node.jblocks, blocks)
+        self._log(REC_EXTEND, _payload_extend(node.ino, node.size, exts))
+        node.jsize = node.size
+        node.jblocks = blocks
+
+    def _sync_file(self, node: _Inode) -> None:
+        self._write_tail(node)
+        self.device.flush()
+        self._log_extend(node)
+        self._commit()
+
+    def _close_writer(self, node: _Inode) -> None:
+        self._write_tail(node)
+        node.writer = False
+        keep = _blocks_for(node.size, self._bs)
+        if node.nblocks > keep:
+            self._release(node.truncate_blocks(keep))
+        self._unref(node)
+
+    # -- FileSystem ---------------------------------------------------------
+    def _node(self, name: str) -> _Inode:
+        ino = self._names.get(name)
+        if ino is None:
+            raise NotFoundError(f"no such file: {name} in {self.name}")
+        return self._inodes[ino]
+
+    def create(self, name: str) -> WritableFile:
+        check_name(name)
+        with self._mu:
+            self._check_open()
+            ino = self._next_ino
+            self._log(REC_CREATE, _payload_create(ino, name))
+            self._next_ino += 1
+            old = self._names.get(name)
+            if old is not None:
+                self._unlink(self._inodes[old])
+            node = _Inode(ino, name)
+            node.tail = bytearray()
+            node.refs = 1
+            node.writer = True
+            self._inodes[ino] = node
+            self._names[name] = ino
+            return _BlockWritable(self, node)
+
+    def open(self, name: str) -> RandomAccessFile:
+        check_name(name)
+        with self._mu:
+            self._check_open()
+            node = self._node(name)
+            node.refs += 1
+            return _BlockRandomAccess(self, node)
+
+    def exists(self, name: str) -> bool:
+        check_name(name)
+        with self._mu:
+            self._check_open()
+            return name in self._names
+
+    def size(self, name: str) -> int:
+        check_name(name)
+        with self._mu:
+            self._check_open()
+            return self._node(name).size
+
+    def list(self) -> list[str]:
+        with self._mu:
+            self._check_open()
+            return sorted(self._names)
+
+    def rename(self, src: str, dst: str) -> None:
+        check_name(src, "src")
+        check_name(dst, "dst")
+        with self._mu:
+            self._check_open()
+            node = self._node(src)
+            if src == dst:
+                return
+            self._log(REC_RENAME, _payload_rename(src, dst))
+            old = self._names.get(dst)
+            del self._names[src]
+            if old is not None:
+                self._unlink(self._inodes[old])
+            self._names[dst] = node.ino
+            node.name = dst
+            self._commit()
+
+    def delete(self, name: str) -> None:
+        check_name(name)
+        with self._mu:
+            self._check_open()
+            node = self._node(name)
+            self._log(REC_DELETE, _payload_delete(name))
+            del self._names[name]
+            self._unlink(node)
+            self._commit()
+
+    def lock(self, name: str) -> FileLock:
+        check_name(name)
+        with self._mu:
+            self._check_open()
+            if name in self._locks:
+                raise LockError(f"lock {name} of {self.name} is held by another handle")
+            if name not in self._names:
+                self.create(name).close()
+                self._commit()
+            self._locks.add(name)
+            return _BlockLock(self, name)
+
+    def link_or_copy(self, name: str, dest: FileSystem, dest_name: str) -> None:
+        check_name(name)
+        check_name(dest_name, "dest_name")
+        if not isinstance(dest, FileSystem):
+            raise ArgumentTypeError(f"dest must be a FileSystem, got {type(dest).__name__}")
+        self._check_open()
+        if dest is self and name == dest_name:
+            self.size(name)  # NotFoundError if absent
+            return
+        copy_file(self, name, dest, dest_name)
+
+    def sync_dir(self) -> None:
+        with self._mu:
+            self._check_open()
+            self._commit()
+
+    def close(self) -> None:
+        """Clean unmount: persist every file's appended bytes and sizes
+        (open writers included), then release the device (not closed)."""
+        with self._mu:
+            if self._closed:
+                return
+            try:
+                live = [n for n in self._inodes.values() if n.size != n.jsize or n.tail_dirty]
+                for node in live:
+                    self._write_tail(node)
+                if live:
+                    self.device.flush()
+                for node in live:
+                    self._log_extend(node)
+                self._commit()
+            finally:
+                self._closed = True
+                self._unregister()
+
+    def _abandon(self) -> None:
+        """Drop this mount without writing anything, as a crash would (for
+        crash tests: the device keeps whatever was written)."""
+        with self._mu:
+            self._closed = True
+            self._unregister()
+
+    # -- inspection ---------------------------------------------------------
+    @property
+    def superblock(self) -> Superblock:
+        """The superblock in force."""
+        return self._sb
+
+    def check(self) -> FsckReport:
+        """fsck: commit queued records, then verify that no two files share
+        a block, that the allocator's free space is exactly the complement
+        of the blocks files hold, that sizes lie within extents, and that
+        replaying the on-device journal yields the in-memory file table.
+
+        Raises ``CorruptionError`` (naming the device) listing the problems.
+        O(files * extents + journal bytes).
+        """
+        with self._mu:
+            self._check_open()
+            self._commit()
+            sb = self._sb
+            bs = self._bs
+            problems: list[str] = []
+            runs: list[tuple[int, int, str]] = []
+            reserved = 0
+            for node in list(self._inodes.values()) + list(self._orphans.values()):
+                owner = f"file {node.name!r}" + (" (deleted)" if node.unlinked else "")
+                try:
+                    node._check(bs)
+                except AssertionError as exc:
+                    problems.append(f"{owner}: {exc}")
+                for s, n in node.extents:
+                    if s < sb.data_offset // bs or s + n > sb.data_end_block:
+                        problems.append(f"{owner}: extent [{s}, {s + n}) outside the data area")
+                    runs.append((s, n, owner))
+                reserved += node.nblocks - _blocks_for(node.size, bs)
+            for s, n in self._alloc.extents():
+                runs.append((s, n, "the free list"))
+            for s, n in self._pending_free:
+                runs.append((s, n, "the pending-free list"))
+            problems += _overlaps(runs)
+            covered = sum(n for s, n, _ in runs)
+            if not problems and covered != sb.data_blocks:
+                problems.append(f"{sb.data_blocks - covered} data blocks are neither used nor free")
+            try:
+                self._alloc._check()
+            except AssertionError as exc:
+                problems.append(f"allocator: {exc}")
+            for name, ino in self._names.items():
+                if self._inodes.get(ino) is None or self._inodes[ino].name != name:
+                    problems.append(f"name {name!r} points to a missing inode {ino}")
+            if not problems:
+                area = self.device.read(sb.active_offset, sb.area_length)
+                try:
+                    names, inodes, end = _replay(area, sb.sequence, sb, self.device.name, sb.active_offset)
+                except CorruptionError as exc:
+                    problems.append(f"journal replay: {exc}")
+                else:
+                    if end != self._jpos:
+                        problems.append(f"journal replay ends at {end}, expected {self._jpos}")
+                    if names != self._names:
+                        problems.append("journal namespace differs from memory")
+                    for ino, disk in inodes.items():
+                        mem = self._inodes.get(ino)
+                        if mem is None:
+                            continue
+                        if disk.size != mem.jsize or \
+                                _merge(disk.extents) != _merge(mem.slice(0, mem.jblocks)):
+                            problems.append(f"file {mem.name!r}: journal says size {disk.size} "
+                                            f"extents {disk.extents}, memory {mem.jsize} "
+                                            f"{mem.slice(0, mem.jblocks)}")
+            if problems:
+                raise CorruptionError("BlockFS check failed: " + "; ".join(problems[:10]),
+                                      self.device.name)
+            used = sum(node.nblocks for node in self._inodes.values()) + \
+                sum(node.nblocks for node in self._orphans.values())
+            return FsckReport(
+                files=len(self._names), data_blocks=sb.data_blocks, used_blocks=used - reserved,
+                reserved_blocks=reserved, free_blocks=self._alloc.free_blocks,
+                free_extents=len(self._alloc.extents()), journal_bytes=self._jpos,
+                journal_capacity=sb.area_length)
+
+    def _check(self) -> None:
+        """Assert the invariants (``check`` reports them as errors)."""
+        try:
+            self.check()
+        except CorruptionError as exc:
+            raise AssertionError(str(exc)) from exc
+
+
+def _merge(runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, n in runs:
+        if out and out[-1][0] + out[-1][1] == s:
+            out[-1] = (out[-1][0], out[-1][1] + n)
+        else:
+            out.append((s, n))
+    return out
+

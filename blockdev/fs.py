@@ -1,0 +1,616 @@
+"""The file layer: the interface every byte the engine stores goes through,
+and ``PosixFS``, its implementation over a plain directory.
+
+A ``FileSystem`` is a flat namespace of files (no directories).  Files are
+written once, by appending, through a ``WritableFile``; they are read by
+position through a ``RandomAccessFile``; small pointer files (``CURRENT``) are
+replaced atomically with ``rename``.  Two implementations exist:
+
+* ``PosixFS`` (this module): the files of one directory of the host file
+  system, made durable with ``fsync`` of the file and of the directory.
+* ``BlockFS`` (``blockdev.blockfs``): files inside a block device, with its
+  own superblock, extent allocator and metadata journal.
+
+``CrashFS`` (``blockdev.crashfs``) wraps either one for crash tests.
+
+Crash guarantee (both implementations; tests hold them to it)
+-------------------------------------------------------------
+After a crash (power loss, ``SIGKILL``, a lost device cache):
+
+* a file holds **at least every byte covered by a completed** ``sync()`` of
+  one of its ``WritableFile`` handles, byte for byte;
+* it **may** also hold some of the bytes appended after the last sync: a
+  prefix of them, possibly ending inside an append (a torn last append);
+  never bytes that were not appended, and never a hole inside the synced
+  prefix;
+* a ``rename`` or ``delete`` that returned is durable;
+* a file that was created but never synced (and not covered by a later
+  ``sync_dir``) may be missing altogether.
+
+``WritableFile.close`` does **not** sync.  ``FileSystem.close`` of a
+``BlockFS`` persists every file's appended bytes (a clean unmount); a crash
+is exactly "no close".
+
+File names: ``str``, 1 to 255 UTF-8 bytes, no ``/`` and no NUL, not ``.`` or
+``..``.  A bad name raises ``InvalidArgumentError``; a non-``str`` name
+``ArgumentTypeError``.
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import fcntl
+import os
+import threading
+from typing import Union
+
+from blockdev.errors import (
+    ArgumentTypeError,
+    ClosedError,
+    InvalidArgumentError,
+    LockError,
+    NoSpaceError,
+    NotFoundError,
+    StorageIOError,
+)
+
+__all__ = [
+    "FileSystem",
+    "WritableFile",
+    "RandomAccessFile",
+    "FileLock",
+    "PosixFS",
+    "check_name",
+    "check_data",
+    "MAX_NAME_BYTES",
+]
+
+#: Longest file name, in UTF-8 bytes (the common host limit).
+MAX_NAME_BYTES = 255
+
+BytesLike = Union[bytes, bytearray, memoryview]
+
+#: Chunk used when a file is copied between file systems.
+_COPY_CHUNK = 1 << 20
+
+
+def check_name(name: object, arg: str = "name") -> str:
+    """Validate a file name (see the module docstring) and return it.
+
+    Raises ``ArgumentTypeError`` for a non-``str`` and
+    ``InvalidArgumentError`` for a bad value; both name ``arg``.
+    """
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"{arg} must be a str, got {type(name).__name__}")
+    if name in ("", ".", ".."):
+        raise InvalidArgumentError(f"{arg} is not a valid file name: {name!r}")
+    if "/" in name or "\0" in name:
+        raise InvalidArgumentError(f"{arg} must not contain '/' or NUL: {name!r}")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(f"{arg} is not encodable as UTF-8: {name!r}") from None
+    if len(encoded) > MAX_NAME_BYTES:
+        raise InvalidArgumentError(
+            f"{arg} is longer than {MAX_NAME_BYTES} UTF-8 bytes: {name[:40]!r}...")
+    return name
+
+
+def check_data(data: object, arg: str = "data") -> None:
+    """Raise ``ArgumentTypeError`` unless ``data`` is bytes-like."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ArgumentTypeError(f"{arg} must be bytes-like, got {type(data).__name__}")
+
+
+def check_int(value: object, arg: str, minimum: int = 0) -> int:
+    """Validate an integer argument ``>= minimum`` and return it."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ArgumentTypeError(f"{arg} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise InvalidArgumentError(f"{arg} must be >= {minimum}, got {value}")
+    return value
+
+
+# ---------------------------------------------------------------------------
+# The interface
+# ---------------------------------------------------------------------------
+
+
+class WritableFile(abc.ABC):
+    """A file being written by appending.  Obtained from ``FileSystem.create``.
+
+    Not meant to be shared between threads without external locking (the
+    engine has one writer per file); readers of the same file through
+    ``FileSystem.open`` see every appended byte.
+    """
+
+    name: str
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """Bytes appended so far."""
+
+    @abc.abstractmethod
+    def append(self, data: BytesLike) -> None:
+        """Append ``data`` at the end.  Not durable until ``sync``.
+
+        Requires: the file is open.  Raises ``NoSpaceError`` when the
+        storage is full (nothing of ``data`` is appended then, and the file
+        stays usable), ``StorageIOError`` on an I/O failure.
+        """
+
+    @abc.abstractmethod
+    def sync(self) -> None:
+        """Make every byte appended so far, the file's size and its
+        existence durable (see the crash guarantee of ``blockdev.fs``)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the handle; does **not** sync.  Idempotent."""
+
+    def __enter__(self) -> "WritableFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RandomAccessFile(abc.ABC):
+    """A file opened for positional reads.  Safe to share between threads."""
+
+    name: str
+
+    @property
+    @abc.abstractmethod
+    def size(self) -> int:
+        """The file's current size in bytes."""
+
+    @abc.abstractmethod
+    def read(self, offset: int, length: int) -> bytes:
+        """Return up to ``length`` bytes at ``offset``; short only at EOF.
+
+        Requires: ``offset >= 0``, ``length >= 0``.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the handle.  Idempotent."""
+
+    def __enter__(self) -> "RandomAccessFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FileLock(abc.ABC):
+    """An exclusive lock taken with ``FileSystem.lock``."""
+
+    name: str
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Release the lock.  Idempotent."""
+
+    def __enter__(self) -> "FileLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class FileSystem(abc.ABC):
+    """A flat namespace of append-only files.  See the module docstring for
+    the crash guarantee every implementation gives.  Safe to share between
+    threads.  After ``close`` every call raises ``ClosedError``."""
+
+    name: str
+
+    @abc.abstractmethod
+    def create(self, name: str) -> WritableFile:
+        """Create an empty file for appending; an existing file of that name
+        is replaced (truncated).  The new file is durable after its first
+        ``sync`` (or a ``sync_dir``)."""
+
+    @abc.abstractmethod
+    def open(self, name: str) -> RandomAccessFile:
+        """Open a file for reading.  ``NotFoundError`` if absent."""
+
+    @abc.abstractmethod
+    def exists(self, name: str) -> bool:
+        """True if the file exists."""
+
+    @abc.abstractmethod
+    def size(self, name: str) -> int:
+        """Current size of a file.  ``NotFoundError`` if absent."""
+
+    @abc.abstractmethod
+    def list(self) -> list[str]:
+        """Names of every file, sorted.  O(n log n) in the number of files."""
+
+    @abc.abstractmethod
+    def rename(self, src: str, dst: str) -> None:
+        """Atomically rename ``src`` to ``dst``, replacing ``dst``; durable
+        when it returns.  ``NotFoundError`` if ``src`` is absent."""
+
+    @abc.abstractmethod
+    def delete(self, name: str) -> None:
+        """Delete a file; durable when it returns.  ``NotFoundError`` if
+        absent.  Open handles keep reading the old bytes until closed."""
+
+    @abc.abstractmethod
+    def lock(self, name: str) -> FileLock:
+        """Take the exclusive lock ``name`` (creating the file if absent).
+        ``LockError`` naming the lock if it is held by another process or
+        another handle."""
+
+    @abc.abstractmethod
+    def link_or_copy(self, name: str, dest: "FileSystem", dest_name: str) -> None:
+        """Make ``dest_name`` in ``dest`` a durable copy of ``name`` (a hard
+        link when both are directories of one host file system, a byte copy
+        otherwise); an existing ``dest_name`` is replaced.
+
+        Requires: ``name`` is no longer being appended to (a hard link shares
+        later appends).
+        """
+
+    @abc.abstractmethod
+    def sync_dir(self) -> None:
+        """Make every create and delete so far durable."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the file system.  Idempotent."""
+
+    def __enter__(self) -> "FileSystem":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def copy_file(src: FileSystem, name: str, dest: FileSystem, dest_name: str) -> None:
+    """Copy ``name`` of ``src`` into ``dest_name`` of ``dest`` and sync it.
+    O(size) bytes moved in 1 MiB chunks."""
+    with src.open(name) as rf:
+        total = rf.size
+        wf = dest.create(dest_name)
+        try:
+            offset = 0
+            while offset < total:
+                chunk = rf.read(offset, min(_COPY_CHUNK, total - offset))
+                if not chunk:
+                    break
+                wf.append(chunk)
+                offset += len(chunk)
+            wf.sync()
+        finally:
+            wf.close()
+    dest.sync_dir()
+
+
+# ---------------------------------------------------------------------------
+# PosixFS
+# ---------------------------------------------------------------------------
+
+
+def _os_error(exc: OSError, what: str, path: str) -> Exception:
+    """Map an ``OSError`` to the product's hierarchy."""
+    if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+        return NoSpaceError(f"{what} failed: no space left ({exc.strerror})", path)
+    if exc.errno == errno.ENOENT:
+        return NotFoundError(f"{what} failed: no such file: {path}")
+    return StorageIOError(f"{what} failed: {exc.strerror or exc}", path)
+
+
+class _PosixWritable(WritableFile):
+    """An ``O_WRONLY|O_APPEND``-style handle; every append is one ``write``
+    (no user-space buffering, so readers see appended bytes at once)."""
+
+    def __init__(self, fs: "PosixFS", name: str, path: str, fd: int) -> None:
+        self._fs = fs
+        self.name = name
+        self._path = path
+        self._fd: int | None = fd
+        self._size = 0
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def _check_open(self) -> int:
+        if self._fd is None:
+            raise ClosedError(f"file {self._path} is closed")
+        return self._fd
+
+    def append(self, data: BytesLike) -> None:
+        check_data(data)
+        with self._lock:
+            fd = self._check_open()
+            view = memoryview(data).cast("B")
+            total = len(view)
+            done = 0
+            try:
+                while done < total:
+                    done += os.pwrite(fd, view[done:], self._size + done)
+            except OSError as exc:
+                if done:
+                    # Keep the file exactly at its previous size on failure.
+                    try:
+                        os.ftruncate(fd, self._size)
+                    except OSError:
+                        pass  # the append error below is the one to report
+                raise _os_error(exc, "append", self._path) from exc
+            self._size += total
+
+    def sync(self) -> None:
+        with self._lock:
+            fd = self._check_open()
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise _os_error(exc, "fsync", self._path) from exc
+        self._fs._sync_dir_if_dirty()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                fd, self._fd = self._fd, None
+                try:
+                    os.close(fd)
+                except OSError as exc:
+                    raise _os_error(exc, "close", self._path) from exc
+
+
+class _PosixRandomAccess(RandomAccessFile):
+    def __init__(self, name: str, path: str, fd: int) -> None:
+        self.name = name
+        self._path = path
+        self._fd: int | None = fd
+
+    def _check_open(self) -> int:
+        fd = self._fd
+        if fd is None:
+            raise ClosedError(f"file {self._path} is closed")
+        return fd
+
+    @property
+    def size(self) -> int:
+        fd = self._check_open()
+        try:
+            return os.fstat(fd).st_size
+        except OSError as exc:
+            raise _os_error(exc, "fstat", self._path) from exc
+
+    def read(self, offset: int, length: int) -> bytes:
+        check_int(offset, "offset")
+        check_int(length, "length")
+        fd = self._check_open()
+        try:
+            data = os.pread(fd, length, offset)
+            if len(data) < length and data:
+                parts = [data]
+                got = len(data)
+                while got < length:
+                    more = os.pread(fd, length - got, offset + got)
+                    if not more:
+                        break
+                    parts.append(more)
+                    got += len(more)
+                data = b"".join(parts)
+        except OSError as exc:
+            raise _os_error(exc, "read", self._path) from exc
+        return data
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+class _PosixLock(FileLock):
+    def __init__(self, name: str, fd: int) -> None:
+        self.name = name
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+
+class PosixFS(FileSystem):
+    """The files of one host directory.
+
+    Durability: ``sync`` is ``fsync`` of the file; the directory is
+    ``fsync``-ed on the first file sync after a create (so the new name is
+    durable), by ``sync_dir``, and before ``rename``/``delete``/
+    ``link_or_copy`` return.  Locks are ``flock`` locks on a file of the
+    directory: they keep out other processes *and* a second handle of this
+    process (``flock`` locks belong to an open file description).
+
+    Requires: ``path`` is a directory (created with ``create=True``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], create: bool = False) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise ArgumentTypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        if not isinstance(create, bool):
+            raise ArgumentTypeError(f"create must be a bool, got {type(create).__name__}")
+        root = os.fspath(path)
+        if not isinstance(root, str) or not root:
+            raise InvalidArgumentError(f"path must be a non-empty str path, got {root!r}")
+        if not os.path.isdir(root):
+            if os.path.exists(root):
+                raise InvalidArgumentError(f"{root} exists and is not a directory")
+            if not create:
+                raise NotFoundError(f"directory {root} does not exist (pass create=True)")
+            try:
+                os.makedirs(root, exist_ok=True)
+            except OSError as exc:
+                raise _os_error(exc, "mkdir", root) from exc
+            parent = os.path.dirname(os.path.abspath(root))
+            _fsync_dir(parent)
+        self.root = root
+        self.name = root
+        self._closed = False
+        self._dir_dirty = False
+        self._lock = threading.Lock()
+
+    # -- helpers ------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"file system {self.root} is closed")
+
+    def _path(self, name: str, arg: str = "name") -> str:
+        check_name(name, arg)
+        return os.path.join(self.root, name)
+
+    def _sync_dir_if_dirty(self) -> None:
+        with self._lock:
+            dirty = self._dir_dirty
+        if dirty:
+            self.sync_dir()
+
+    # -- FileSystem -----------------------------------------------------------
+    def create(self, name: str) -> WritableFile:
+        path = self._path(name)
+        self._check_open()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise _os_error(exc, "create", path) from exc
+        with self._lock:
+            self._dir_dirty = True
+        return _PosixWritable(self, name, path, fd)
+
+    def open(self, name: str) -> RandomAccessFile:
+        path = self._path(name)
+        self._check_open()
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise _os_error(exc, "open", path) from exc
+        return _PosixRandomAccess(name, path, fd)
+
+    def exists(self, name: str) -> bool:
+        path = self._path(name)
+        self._check_open()
+        return os.path.isfile(path)
+
+    def size(self, name: str) -> int:
+        path = self._path(name)
+        self._check_open()
+        try:
+            return os.stat(path).st_size
+        except OSError as exc:
+            raise _os_error(exc, "stat", path) from exc
+
+    def list(self) -> list[str]:
+        self._check_open()
+        try:
+            with os.scandir(self.root) as it:
+                names = [e.name for e in it if e.is_file(follow_symlinks=False)]
+        except OSError as exc:
+            raise _os_error(exc, "list", self.root) from exc
+        return sorted(names)
+
+    def rename(self, src: str, dst: str) -> None:
+        src_path = self._path(src, "src")
+        dst_path = self._path(dst, "dst")
+        self._check_open()
+        try:
+            os.replace(src_path, dst_path)
+        except OSError as exc:
+            raise _os_error(exc, "rename", src_path) from exc
+        self.sync_dir()
+
+    def delete(self, name: str) -> None:
+        path = self._path(name)
+        self._check_open()
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise _os_error(exc, "delete", path) from exc
+        self.sync_dir()
+
+    def lock(self, name: str) -> FileLock:
+        path = self._path(name)
+        self._check_open()
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise _os_error(exc, "lock", path) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LockError(f"lock {path} is held by another process or handle") from None
+            raise _os_error(exc, "lock", path) from exc
+        return _PosixLock(name, fd)
+
+    def link_or_copy(self, name: str, dest: FileSystem, dest_name: str) -> None:
+        src_path = self._path(name)
+        check_name(dest_name, "dest_name")
+        if not isinstance(dest, FileSystem):
+            raise ArgumentTypeError(f"dest must be a FileSystem, got {type(dest).__name__}")
+        self._check_open()
+        if type(dest) is PosixFS:
+            dest._check_open()
+            dst_path = dest._path(dest_name, "dest_name")
+            if os.path.abspath(dst_path) == os.path.abspath(src_path):
+                return
+            tmp = dst_path + ".link.tmp"
+            try:
+                if os.path.lexists(tmp):
+                    os.unlink(tmp)
+                os.link(src_path, tmp)
+            except OSError as exc:
+                if exc.errno == errno.ENOENT:
+                    raise NotFoundError(f"link_or_copy: no such file: {src_path}") from None
+                # EXDEV, EPERM, ...: fall through to a byte copy.
+            else:
+                try:
+                    os.replace(tmp, dst_path)
+                except OSError as exc:
+                    raise _os_error(exc, "link", dst_path) from exc
+                dest.sync_dir()
+                return
+        copy_file(self, name, dest, dest_name)
+
+    def sync_dir(self) -> None:
+        self._check_open()
+        with self._lock:
+            self._dir_dirty = False
+        try:
+            _fsync_dir(self.root)
+        except StorageIOError:
+            with self._lock:
+                self._dir_dirty = True
+            raise
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as exc:
+        raise _os_error(exc, "open directory", path) from exc
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise _os_error(exc, "fsync directory", path) from exc
+    finally:
+        os.close(fd)
