@@ -68,7 +68,7 @@ def _raise_code(rc: int, offset: int, run: Optional[int] = None) -> None:
     if rc == _twins.ERR_NO_MEMORY:
         raise MemoryError("native core: out of memory")
     if rc == _twins.ERR_TOO_LARGE:
-        raise InvalidArgumentError("native core: input too large")
+        raise InvalidArgumentError(_twins.TOO_LARGE_MESSAGE)
     if rc in _twins.ERRORS:
         raise corruption(rc, offset, run)
     raise RuntimeError(f"native core returned unknown code {rc}")  # a bug, not bad input
@@ -120,9 +120,9 @@ def _make_c_api(ffi: Any, lib: Any) -> SimpleNamespace:
         cap = lib.lsm_block_encode_bound(n, len(kbuf), len(vbuf), restart_interval)
         out = new("char[]", cap)
         out_len = new("size_t *")
-        rc = lib.lsm_block_encode(kbuf, from_buffer("uint64_t[]", klens), vbuf,
-                                  from_buffer("uint64_t[]", vlens), n, restart_interval,
-                                  out, cap, out_len)
+        rc = lib.lsm_block_encode(kbuf, len(kbuf), from_buffer("uint64_t[]", klens),
+                                  vbuf, len(vbuf), from_buffer("uint64_t[]", vlens),
+                                  n, restart_interval, out, cap, out_len)
         if rc < 0:
             _raise_code(rc, 0)
         return ffi.buffer(out, out_len[0])[:]
@@ -177,7 +177,10 @@ def _make_c_api(ffi: Any, lib: Any) -> SimpleNamespace:
         klens = array("Q", map(len, keys))
         nbytes = lib.lsm_bloom_nbytes(len(keys), bits_per_key)
         out = new("char[]", nbytes + 1)
-        lib.lsm_bloom_build(kbuf, from_buffer("uint64_t[]", klens), len(keys), bits_per_key, out)
+        rc = lib.lsm_bloom_build(kbuf, len(kbuf), from_buffer("uint64_t[]", klens), len(keys),
+                                 bits_per_key, out)
+        if rc < 0:
+            _raise_code(rc, 0)
         return ffi.buffer(out, nbytes + 1)[:]
 
     def bloom_may_contain(filter: bytes, key: bytes) -> bool:
@@ -208,8 +211,8 @@ def _make_c_api(ffi: Any, lib: Any) -> SimpleNamespace:
         out = new("uint64_t[]", total)
         err = new("size_t[2]")
         rc = lib.lsm_merge(len(runs), from_buffer("uint64_t[]", starts),
-                           kbuf, from_buffer("uint64_t[]", klens),
-                           vbuf, from_buffer("uint64_t[]", vlens),
+                           kbuf, len(kbuf), from_buffer("uint64_t[]", klens),
+                           vbuf, len(vbuf), from_buffer("uint64_t[]", vlens),
                            read_seq, from_buffer("uint64_t[]", snap_arr), len(snaps),
                            mode, 1 if bottom else 0, out, err)
         if rc < 0:

@@ -126,6 +126,8 @@ ERR_MERGE_UNSORTED = -32
 ERR_NO_MEMORY = -90
 ERR_TOO_LARGE = -91
 
+TOO_LARGE_MESSAGE = "input too large (a block may not exceed 4 GiB)"
+
 ERRORS: dict[int, str] = {
     ERR_VARINT32_TRUNCATED: "truncated varint32",
     ERR_VARINT32_TOO_LONG: "varint32 longer than 5 bytes",
@@ -432,6 +434,8 @@ def block_encode(keys: Sequence[bytes], values: Sequence[bytes], restart_interva
         prev = key
     if not restarts:
         restarts.append(0)
+    if restarts[-1] > 0xFFFFFFFF:
+        raise InvalidArgumentError(TOO_LARGE_MESSAGE)
     out += struct.pack(f"<{len(restarts)}I", *restarts)
     out += _U32.pack(len(restarts))
     return bytes(out)

@@ -1,0 +1,118 @@
+/*
+ * lsm_core.h - the native core of superdisk-lsm: public C API.
+ *
+ * Leaf functions over plain buffers, called from Python through cffi (API
+ * mode, module lsm._lsm_c, built by native/build.py).  cffi releases the GIL
+ * around every call; none of these functions touches Python objects.
+ *
+ * Contract: identical results to the pure-Python twins in lsm/_twins.py,
+ * which document the formats (data block, bloom filter, varints, XXH64) and
+ * the order in which inputs are validated.  Every read is bounds-checked:
+ * corrupt input makes a function return a negative LSM_ERR_* code and the
+ * offset of the problem through an out-parameter; it never reads outside
+ * the buffers it is given.
+ *
+ * Buffers of several items ("keys", "values") are concatenations of the
+ * items, with an array of item lengths; the *_len total lets the function
+ * check that the lengths fit the buffer.
+ *
+ * Error codes: keep in sync with ERR_* in lsm/_twins.py (do not change).
+ */
+#ifndef LSM_CORE_H
+#define LSM_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LSM_ERR_VARINT32_TRUNCATED      (-1)
+#define LSM_ERR_VARINT32_TOO_LONG       (-2)
+#define LSM_ERR_VARINT32_OVERFLOW       (-3)
+#define LSM_ERR_VARINT64_TRUNCATED      (-4)
+#define LSM_ERR_VARINT64_TOO_LONG       (-5)
+#define LSM_ERR_VARINT64_OVERFLOW       (-6)
+#define LSM_ERR_BLOCK_TOO_SHORT         (-10)
+#define LSM_ERR_BLOCK_NO_RESTARTS       (-11)
+#define LSM_ERR_BLOCK_RESTARTS_OVERRUN  (-12)
+#define LSM_ERR_BLOCK_BAD_RESTART       (-13)
+#define LSM_ERR_BLOCK_RESTART_SHARED    (-14)
+#define LSM_ERR_BLOCK_SHARED_TOO_LONG   (-15)
+#define LSM_ERR_BLOCK_ENTRY_OVERRUN     (-16)
+#define LSM_ERR_BLOCK_RESTART_MISALIGNED (-17)
+#define LSM_ERR_BLOCK_SHORT_INTERNAL_KEY (-18)
+#define LSM_ERR_BLOOM_TOO_SHORT         (-20)
+#define LSM_ERR_MERGE_SHORT_KEY         (-30)
+#define LSM_ERR_MERGE_BAD_KIND          (-31)
+#define LSM_ERR_MERGE_UNSORTED          (-32)
+#define LSM_ERR_NO_MEMORY               (-90)
+#define LSM_ERR_TOO_LARGE               (-91)
+
+/* CDEF BEGIN: everything up to CDEF END is also fed to cffi's cdef(). */
+
+/* XXH64 of data[0..len) with seed; equals xxhash.xxh64_intdigest. */
+uint64_t lsm_xxh64(const char *data, size_t len, uint64_t seed);
+
+/* LEB128 of value into out (10 bytes of room); returns the byte count. */
+size_t lsm_encode_varint(uint64_t value, char *out);
+
+/* Decode a varint at buf[offset..len).  0 and *value, *next on success;
+ * a negative code on error (the error offset is `offset`). */
+int lsm_decode_varint32(const char *buf, size_t len, size_t offset,
+                        uint32_t *value, size_t *next);
+int lsm_decode_varint64(const char *buf, size_t len, size_t offset,
+                        uint64_t *value, size_t *next);
+
+/* Upper bound of the size of the block lsm_block_encode builds. */
+size_t lsm_block_encode_bound(size_t n, size_t key_bytes, size_t value_bytes,
+                              uint32_t restart_interval);
+
+/* Encode n entries.  0 and *out_len on success; LSM_ERR_TOO_LARGE when
+ * cap is too small, a length does not fit, or the block exceeds 4 GiB;
+ * LSM_ERR_NO_MEMORY. */
+int lsm_block_encode(const char *keys, size_t keys_len, const uint64_t *key_lens,
+                     const char *values, size_t values_len, const uint64_t *value_lens,
+                     size_t n, uint32_t restart_interval,
+                     char *out, size_t cap, size_t *out_len);
+
+/* Decode a block.  info[0] = entry count, info[1] = total bytes of the full
+ * keys, info[2] = error offset.  With keybuf == NULL it only validates and
+ * counts.  Otherwise, on input info[0] / info[1] are the capacities of
+ * key_offsets (info[0] + 1 entries, cumulative offsets into keybuf),
+ * value_starts / value_ends (info[0] entries, offsets into block) and keybuf
+ * (info[1] bytes).  Returns 0 or a negative code. */
+int lsm_block_decode(const char *block, size_t len, size_t *info, char *keybuf,
+                     size_t *key_offsets, size_t *value_starts, size_t *value_ends);
+
+/* Seek the first entry with key >= target under cmp (0 bytewise, 1
+ * internal).  keybuf has room for len bytes (a key is never longer than
+ * its block).  Returns 1 (found: info[0] index, info[1] key length,
+ * info[2]/info[3] value start/end), 0 (every key < target) or a negative
+ * code (info[4] = error offset). */
+int lsm_block_seek(const char *block, size_t len, const char *target, size_t target_len,
+                   int cmp, char *keybuf, size_t *info);
+
+/* Bloom filter: size of the bit array, number of probes. */
+size_t lsm_bloom_nbytes(size_t n, uint32_t bits_per_key);
+int lsm_bloom_k(uint32_t bits_per_key);
+
+/* Build the filter of n keys into out (lsm_bloom_nbytes(n, bpk) + 1 bytes).
+ * Returns 0 or LSM_ERR_TOO_LARGE when the lengths do not fit keys_len. */
+int lsm_bloom_build(const char *keys, size_t keys_len, const uint64_t *key_lens,
+                    size_t n, uint32_t bits_per_key, char *out);
+
+/* 1 may contain, 0 certainly not, LSM_ERR_BLOOM_TOO_SHORT (offset 0). */
+int lsm_bloom_may_contain(const char *filter, size_t len, const char *key, size_t key_len);
+
+/* The k-way merge (docs/architecture.md).  Run r holds the global entries
+ * run_starts[r] .. run_starts[r+1]-1; entry g is key g / value g of the
+ * concatenated buffers.  Writes the global indices of the emitted entries,
+ * in order, to out (room for every entry) and returns their number, or a
+ * negative code with err[0] = run, err[1] = entry index in the run. */
+int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
+                  const char *keys, size_t keys_len, const uint64_t *key_lens,
+                  const char *values, size_t values_len, const uint64_t *value_lens,
+                  uint64_t read_seq, const uint64_t *snapshots, size_t nsnapshots,
+                  int mode, int bottom, uint64_t *out, size_t *err);
+
+/* CDEF END */
+
+#endif
