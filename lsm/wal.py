@@ -49,10 +49,9 @@ from typing import Callable, Iterator
 
 from blockdev.errors import ArgumentTypeError, ClosedError, CorruptionError, StorageIOError
 
-try:  # the native core; xxhash directly until lsm/_native.py exists
-    from lsm._native import checksum as _checksum
-except ImportError:  # pragma: no cover - bootstrap only
-    from xxhash import xxh64_intdigest as _checksum
+from lsm import _native as N
+
+_checksum = N.checksum
 
 __all__ = [
     "BLOCK_SIZE", "HEADER_SIZE", "FULL", "FIRST", "MIDDLE", "LAST", "ZERO",

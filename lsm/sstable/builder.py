@@ -1,0 +1,266 @@
+"""TableBuilder: writes one SSTable from point entries in internal order and
+a set of range tombstones (format: lsm/sstable/format.py, docs/format.md).
+
+Design.  Point entries fill a ``BlockBuilder``; when its size estimate
+reaches ``block_size`` the block is encoded (native coder), compressed with
+LZ4 when that saves at least 1/8, given its 5-byte trailer and appended to
+an in-memory buffer that goes to the file in ~256 KiB appends.  The index
+gets one entry per data block: the block's *last* internal key (no key
+shortening, so "the first block whose index key >= target" is exactly the
+block holding the first entry >= target) -> the block handle.  ``finish``
+writes the filter, range-tombstone, index, properties and metaindex blocks
+and the footer.  The caller syncs and closes the file.
+"""
+
+from __future__ import annotations
+
+from lsm import _native as N
+from blockdev.errors import ArgumentTypeError, ClosedError, InvalidArgumentError
+from lsm.dbformat import KIND_RANGE_TOMBSTONE, MAX_SEQUENCE, internal_sort_key, pack_internal_key
+from lsm.sstable.block import ENTRY_OVERHEAD, BlockBuilder
+from lsm.sstable.filter import FilterBuilder
+from lsm.sstable.format import (
+    BLOCK_TRAILER_SIZE,
+    FOOTER_SIZE,
+    FORMAT_VERSION,
+    META_FILTER,
+    META_PROPERTIES,
+    META_RANGEDEL,
+    TableProperties,
+    encode_footer,
+    encode_handle,
+    encode_properties,
+    make_physical_block,
+)
+
+__all__ = ["TableBuilder"]
+
+_FLUSH_BYTES = 256 * 1024
+_INDEX_RESTART_INTERVAL = 1      # every index entry is a restart: pure binary search
+
+
+def _as_bytes(obj: object, what: str) -> bytes:
+    if isinstance(obj, bytes):
+        return bytes(obj) if type(obj) is not bytes else obj
+    if isinstance(obj, (bytearray, memoryview)):
+        return bytes(obj)
+    raise ArgumentTypeError(f"{what} must be bytes-like, not {type(obj).__name__}")
+
+
+class TableBuilder:
+    """Builds one table.  ``add`` is O(len(key) + len(value)) amortised;
+    ``finish`` O(index + filter).  Not thread-safe (one builder, one thread).
+
+    Requires: ``file`` is a new, empty ``WritableFile``; ``block_size >= 64``;
+    ``block_restart_interval >= 1``; ``bloom_bits_per_key >= 0`` (0 = no
+    filter); ``compression`` is "lz4" or None.
+    """
+
+    def __init__(self, file: object, *, name: str = "", block_size: int = 4096,
+                 block_restart_interval: int = 16, bloom_bits_per_key: int = 10,
+                 compression: str | None = "lz4") -> None:
+        if not hasattr(file, "append"):
+            raise ArgumentTypeError("file must be a WritableFile")
+        if not isinstance(name, str):
+            raise ArgumentTypeError("name must be a str")
+        for arg, val, lo in (("block_size", block_size, 64),
+                             ("block_restart_interval", block_restart_interval, 1),
+                             ("bloom_bits_per_key", bloom_bits_per_key, 0)):
+            if not isinstance(val, int) or isinstance(val, bool):
+                raise ArgumentTypeError(f"{arg} must be an int, not {type(val).__name__}")
+            if val < lo:
+                raise InvalidArgumentError(f"{arg} must be >= {lo}, got {val}")
+        if compression not in ("lz4", None):
+            if not isinstance(compression, str):
+                raise ArgumentTypeError("compression must be 'lz4' or None")
+            raise InvalidArgumentError(f"compression must be 'lz4' or None, got {compression!r}")
+        self._file = file
+        self.name = name
+        self.block_size = block_size
+        self._compress = compression == "lz4"
+        self._compression = compression
+        self._block = BlockBuilder(block_restart_interval)
+        self._filter = FilterBuilder(bloom_bits_per_key) if bloom_bits_per_key > 0 else None
+        self._buf: list[bytes] = []
+        self._buf_len = 0
+        if int(getattr(file, "size", 0)) != 0:
+            raise InvalidArgumentError("file must be empty (a table starts at offset 0)")
+        self._offset = 0            # bytes written + buffered
+        self._base = 0
+        self._index_keys: list[bytes] = []
+        self._index_vals: list[bytes] = []
+        self._index_bytes = 0
+        self._range_tombstones: list[tuple[bytes, bytes, int]] = []
+        self._last_uk: bytes | None = None
+        self._last_trailer = 0
+        self._finished = False
+        self.num_entries = 0
+        self._num_tombstones = 0
+        self._raw_key_size = 0
+        self._raw_value_size = 0
+        self._smallest_seq = MAX_SEQUENCE + 1
+        self._largest_seq = -1
+        self._smallest_key = b""
+        self._largest_key = b""
+
+    # -- adding ---------------------------------------------------------------
+    def add(self, ikey: bytes, value: bytes) -> None:
+        """Add a point entry (kind TOMBSTONE or VALUE).
+
+        Requires: internal keys strictly increasing in internal order
+        (InvalidArgumentError otherwise, and for a short key or another kind).
+        """
+        if type(ikey) is not bytes:
+            ikey = _as_bytes(ikey, "ikey")
+        if type(value) is not bytes:
+            value = _as_bytes(value, "value")
+        if self._finished:
+            raise ClosedError(f"table builder {self.name!r} already finished")
+        if len(ikey) < 8:
+            raise InvalidArgumentError("ikey must be an internal key (>= 8 bytes)")
+        uk = ikey[:-8]
+        trailer = int.from_bytes(ikey[-8:], "little")
+        kind = trailer & 0xFF
+        if kind > 1:
+            raise InvalidArgumentError(
+                f"ikey kind {kind} is not a point entry (use add_range_tombstone)")
+        last = self._last_uk
+        if last is not None:
+            if uk == last:
+                if trailer >= self._last_trailer:
+                    raise InvalidArgumentError("keys must be strictly increasing in internal order")
+            elif uk < last:
+                raise InvalidArgumentError("keys must be strictly increasing in internal order")
+            else:
+                if self._filter is not None:
+                    self._filter.keys.append(uk)
+                self._last_uk = uk
+        else:
+            self._smallest_key = ikey
+            if self._filter is not None:
+                self._filter.keys.append(uk)
+            self._last_uk = uk
+        self._last_trailer = trailer
+        seq = trailer >> 8
+        if seq < self._smallest_seq:
+            self._smallest_seq = seq
+        if seq > self._largest_seq:
+            self._largest_seq = seq
+        self.num_entries += 1
+        if kind == 0:
+            self._num_tombstones += 1
+        self._raw_key_size += len(ikey)
+        self._raw_value_size += len(value)
+        self._largest_key = ikey
+        blk = self._block
+        blk.add(ikey, value)
+        if blk.size_estimate >= self.block_size:
+            self._flush_block()
+
+    def add_range_tombstone(self, start: bytes, end: bytes, seq: int) -> None:
+        """Record a range tombstone deleting user keys in ``[start, end)``
+        written at sequence ``seq`` (any order of calls; stored sorted)."""
+        start = _as_bytes(start, "start")
+        end = _as_bytes(end, "end")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            raise ArgumentTypeError("seq must be an int")
+        if not 0 <= seq <= MAX_SEQUENCE:
+            raise InvalidArgumentError(f"seq must be in [0, {MAX_SEQUENCE}], got {seq}")
+        if self._finished:
+            raise ClosedError(f"table builder {self.name!r} already finished")
+        self._range_tombstones.append((start, end, seq))
+        if seq < self._smallest_seq:
+            self._smallest_seq = seq
+        if seq > self._largest_seq:
+            self._largest_seq = seq
+
+    # -- writing --------------------------------------------------------------
+    def _emit(self, contents: bytes, compress: bool) -> tuple[int, int]:
+        """Buffer one physical block; return its handle (offset, size)."""
+        phys, size = make_physical_block(contents, compress)
+        offset = self._offset
+        self._buf.append(phys)
+        self._buf_len += len(phys)
+        self._offset += len(phys)
+        if self._buf_len >= _FLUSH_BYTES:
+            self._flush_buf()
+        return offset, size
+
+    def _flush_buf(self) -> None:
+        if self._buf:
+            data = b"".join(self._buf)
+            self._buf = []
+            self._buf_len = 0
+            self._file.append(data)
+
+    def _flush_block(self) -> None:
+        blk = self._block
+        last_key = blk.keys[-1]
+        raw = blk.finish()
+        off, size = self._emit(raw, self._compress)
+        handle = encode_handle(off, size)
+        self._index_keys.append(last_key)
+        self._index_vals.append(handle)
+        self._index_bytes += len(last_key) + len(handle) + ENTRY_OVERHEAD + 4
+
+    @property
+    def estimated_size(self) -> int:
+        """Bytes the file would have if finished now (an estimate: pending
+        block uncompressed, filter at its configured density)."""
+        pending = self._block.size_estimate + BLOCK_TRAILER_SIZE if len(self._block) else 0
+        filt = 0
+        if self._filter is not None:
+            filt = max(8, (len(self._filter.keys) * self._filter.bits_per_key + 7) // 8) + 6
+        rt = sum(len(s) + len(e) + 16 for s, e, _ in self._range_tombstones)
+        return (self._offset - self._base + pending + self._index_bytes + filt + rt
+                + 400 + FOOTER_SIZE)
+
+    def finish(self) -> TableProperties:
+        """Write the remaining data block, the meta blocks, the index, the
+        metaindex and the footer.  Does not sync or close the file."""
+        if self._finished:
+            raise ClosedError(f"table builder {self.name!r} already finished")
+        self._finished = True
+        if len(self._block):
+            self._flush_block()
+        data_size = self._offset - self._base
+        meta: dict[bytes, tuple[int, int]] = {}
+        filter_size = 0
+        if self._filter is not None:
+            fb = self._filter.finish()
+            filter_size = len(fb)
+            meta[META_FILTER] = self._emit(fb, False)
+        if self._range_tombstones:
+            rts = sorted(((pack_internal_key(s, q, KIND_RANGE_TOMBSTONE), e)
+                          for s, e, q in self._range_tombstones),
+                         key=lambda kv: (internal_sort_key(kv[0]), kv[1]))
+            raw = N.block_encode([k for k, _ in rts], [v for _, v in rts], 16)
+            meta[META_RANGEDEL] = self._emit(raw, False)
+        index_raw = N.block_encode(self._index_keys, self._index_vals, _INDEX_RESTART_INTERVAL)
+        index_handle = self._emit(index_raw, False)
+        empty_seq = self._largest_seq < 0
+        props = TableProperties(
+            num_entries=self.num_entries, num_tombstones=self._num_tombstones,
+            num_range_tombstones=len(self._range_tombstones),
+            raw_key_size=self._raw_key_size, raw_value_size=self._raw_value_size,
+            data_size=data_size, index_size=len(index_raw), filter_size=filter_size,
+            num_data_blocks=len(self._index_keys),
+            smallest_seq=0 if empty_seq else self._smallest_seq,
+            largest_seq=0 if empty_seq else self._largest_seq,
+            smallest_key=self._smallest_key, largest_key=self._largest_key,
+            format_version=FORMAT_VERSION, compression=self._compression)
+        names, values = encode_properties(props)
+        meta[META_PROPERTIES] = self._emit(N.block_encode(names, values, 1), False)
+        mnames = sorted(meta)
+        metaindex = N.block_encode(mnames, [encode_handle(*meta[n]) for n in mnames], 1)
+        metaindex_handle = self._emit(metaindex, False)
+        footer = encode_footer(metaindex_handle, index_handle)
+        self._buf.append(footer)
+        self._offset += len(footer)
+        self._flush_buf()
+        return props
+
+    @property
+    def file_size(self) -> int:
+        """Bytes written and buffered so far (the final size after finish)."""
+        return self._offset - self._base

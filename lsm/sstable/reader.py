@@ -1,0 +1,396 @@
+"""TableReader: point lookups and block scans over one SSTable.
+
+Design.  Opening a table reads the footer, then the metaindex, properties,
+index, filter and range-tombstone blocks (every one checksum-verified) and
+keeps them in memory for the reader's lifetime: the raw index block (seeks
+run ``lsm._native.block_seek`` on it), the data block offsets and sizes
+decoded from it, the bloom filter and the range tombstones.  Data blocks are
+read on demand through the shared ``BlockCache`` (key ``(cache_id,
+block_offset)``; value a ``BlockReader`` holding the raw block and, once a
+scan needed them, its decoded ``(keys, values)`` lists).
+
+``get(user_key, read_seq)``: bloom filter on the user key -> index seek for
+``lookup_key(user_key, read_seq)`` (the first data block whose last key is
+>= it) -> that data block's native seek -> the found entry is the answer if
+its user key matches (internal order puts the newest version visible at
+``read_seq`` first).  Three C calls and one cache probe.
+
+``blocks(start, reverse)`` yields whole decoded data blocks lazily, one at a
+time, so an iterator that stops early never touches later blocks;
+``blocks_read`` counts data blocks delivered (from the cache or the file),
+``blocks_loaded`` those read from the file.
+
+Errors: damaged bytes -> ``CorruptionError(msg, name, offset)`` with the
+offset of the damaged block (or footer); a table of a newer format ->
+``UnsupportedFormatError``.  A reader is safe to share between threads
+(all state is immutable after open; reads are positional).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterator
+
+from blockdev.errors import (
+    ArgumentTypeError,
+    ClosedError,
+    CorruptionError,
+    InvalidArgumentError,
+)
+from lsm import _native as N
+from lsm.cache import BlockCache
+from lsm.dbformat import KIND_RANGE_TOMBSTONE, MAX_SEQUENCE, compare_internal
+from lsm.sstable.block import BlockReader
+from lsm.sstable.format import (
+    BLOCK_TRAILER_SIZE,
+    FOOTER_SIZE,
+    META_FILTER,
+    META_PROPERTIES,
+    META_RANGEDEL,
+    TableProperties,
+    decode_footer,
+    decode_handle,
+    decode_properties,
+    unwrap_physical_block,
+)
+
+__all__ = ["TableReader", "TableProperties"]
+
+_SEEK_TRAILER = struct.Struct("<Q").pack
+_TAIL_READ = 64 * 1024
+_CMP_INTERNAL = N.CMP_INTERNAL
+
+
+def _check_bytes(obj: object, what: str) -> bytes:
+    if isinstance(obj, bytes):
+        return bytes(obj) if type(obj) is not bytes else obj
+    if isinstance(obj, (bytearray, memoryview)):
+        return bytes(obj)
+    raise ArgumentTypeError(f"{what} must be bytes-like, not {type(obj).__name__}")
+
+
+class TableReader:
+    """An open SSTable.  See the module docstring for the read paths.
+
+    Requires: ``file`` is a ``RandomAccessFile`` over a complete table
+    written by ``TableBuilder``; ``cache_id`` unique per table among the
+    users of ``block_cache`` (the file number).
+    """
+
+    def __init__(self, file: object, name: str, *, block_cache: BlockCache | None = None,
+                 cache_id: int = 0, verify_checksums: bool = True) -> None:
+        if not hasattr(file, "read"):
+            raise ArgumentTypeError("file must be a RandomAccessFile")
+        if not isinstance(name, str):
+            raise ArgumentTypeError("name must be a str")
+        if block_cache is not None and not isinstance(block_cache, BlockCache):
+            raise ArgumentTypeError("block_cache must be a BlockCache or None")
+        if not isinstance(cache_id, int) or isinstance(cache_id, bool):
+            raise ArgumentTypeError("cache_id must be an int")
+        self._file = file
+        self.name = name
+        self._cache = block_cache
+        self._cache_id = cache_id
+        self._verify = bool(verify_checksums)
+        self._closed = False
+        self.blocks_read = 0
+        self.blocks_loaded = 0
+        try:
+            self._open()
+        except BaseException:
+            self._closed = True
+            file.close()  # type: ignore[attr-defined]
+            raise
+
+    # -- opening --------------------------------------------------------------
+    def _open(self) -> None:
+        name = self.name
+        size = int(self._file.size)  # type: ignore[attr-defined]
+        self.file_size = size
+        if size < FOOTER_SIZE:
+            raise CorruptionError(f"sstable: file of {size} bytes is too short for a table",
+                                  name, 0)
+        tail_start = max(0, size - _TAIL_READ)
+        tail = self._file.read(tail_start, size - tail_start)  # type: ignore[attr-defined]
+        if len(tail) != size - tail_start:
+            raise CorruptionError("sstable: short read of the table tail", name, tail_start)
+        footer_off = size - FOOTER_SIZE
+        version, mi_handle, ix_handle = decode_footer(tail[footer_off - tail_start:],
+                                                      name, footer_off)
+
+        def meta_block(handle: tuple[int, int], what: str) -> tuple[bytes, int]:
+            off, sz = handle
+            if off + sz + BLOCK_TRAILER_SIZE > footer_off:
+                raise CorruptionError(f"sstable: {what} handle out of range", name, footer_off)
+            if off >= tail_start:
+                buf = tail[off - tail_start:off - tail_start + sz + BLOCK_TRAILER_SIZE]
+            else:
+                buf = self._file.read(off, sz + BLOCK_TRAILER_SIZE)  # type: ignore[attr-defined]
+            return unwrap_physical_block(buf, sz, name, off, True), off
+
+        def decode(raw: bytes, off: int, what: str) -> tuple[list[bytes], list[bytes]]:
+            try:
+                return N.block_decode(raw)
+            except CorruptionError as exc:
+                raise CorruptionError(f"sstable: bad {what} block ({exc})", name, off) from None
+
+        raw, off = meta_block(mi_handle, "metaindex")
+        mnames, mvals = decode(raw, off, "metaindex")
+        meta: dict[bytes, tuple[int, int]] = {}
+        for mn, mv in zip(mnames, mvals):
+            try:
+                h_off, h_size, end = decode_handle(mv)
+            except CorruptionError:
+                end = -1
+            if end != len(mv):
+                raise CorruptionError(f"sstable: bad metaindex entry {mn!r}", name, off)
+            meta[mn] = (h_off, h_size)
+        if META_PROPERTIES not in meta:
+            raise CorruptionError("sstable: no properties block", name, off)
+        raw, off = meta_block(meta[META_PROPERTIES], "properties")
+        pn, pv = decode(raw, off, "properties")
+        self.properties: TableProperties = decode_properties(pn, pv, name, off, version)
+
+        raw, ix_off = meta_block(ix_handle, "index")
+        ikeys, ivals = decode(raw, ix_off, "index")
+        offs: list[int] = []
+        sizes: list[int] = []
+        expect = 0
+        for k, v in zip(ikeys, ivals):
+            try:
+                b_off, b_size, end = decode_handle(v)
+            except CorruptionError:
+                end = -1
+            if end != len(v) or b_off != expect or len(k) < 8:
+                raise CorruptionError("sstable: bad index entry", name, ix_off)
+            offs.append(b_off)
+            sizes.append(b_size)
+            expect = b_off + b_size + BLOCK_TRAILER_SIZE
+        props = self.properties
+        if expect != props.data_size or len(offs) != props.num_data_blocks:
+            raise CorruptionError("sstable: index disagrees with the properties", name, ix_off)
+        self._index_raw = raw
+        self._index_keys = ikeys
+        self._offs = offs
+        self._sizes = sizes
+        self._nblocks = len(offs)
+
+        self._filter: bytes | None = None
+        if META_FILTER in meta:
+            fraw, foff = meta_block(meta[META_FILTER], "filter")
+            if len(fraw) < 2:
+                raise CorruptionError("sstable: filter block too short", name, foff)
+            self._filter = fraw
+        self.range_tombstones: list[tuple[bytes, bytes, int]] = []
+        if META_RANGEDEL in meta:
+            raw, off = meta_block(meta[META_RANGEDEL], "range tombstone")
+            rkeys, rvals = decode(raw, off, "range tombstone")
+            for k, v in zip(rkeys, rvals):
+                if len(k) < 8:
+                    raise CorruptionError("sstable: bad range tombstone key", name, off)
+                trailer = int.from_bytes(k[-8:], "little")
+                if trailer & 0xFF != KIND_RANGE_TOMBSTONE:
+                    raise CorruptionError("sstable: bad range tombstone kind", name, off)
+                self.range_tombstones.append((k[:-8], v, trailer >> 8))
+        if len(self.range_tombstones) != props.num_range_tombstones:
+            raise CorruptionError("sstable: range tombstone count disagrees with the properties",
+                                  name, footer_off)
+
+    # -- data blocks ----------------------------------------------------------
+    def _block(self, i: int) -> BlockReader:
+        """Data block ``i`` from the cache or the file.  O(block size) on a miss."""
+        off = self._offs[i]
+        cache = self._cache
+        if cache is not None:
+            blk = cache.get((self._cache_id, off))
+            if blk is not None:
+                return blk  # type: ignore[return-value]
+        if self._closed:
+            raise ClosedError(f"table {self.name} is closed")
+        size = self._sizes[i]
+        buf = self._file.read(off, size + BLOCK_TRAILER_SIZE)  # type: ignore[attr-defined]
+        blk = BlockReader(unwrap_physical_block(buf, size, self.name, off, self._verify),
+                          self.name, off)
+        self.blocks_loaded += 1
+        if cache is not None:
+            cache.insert((self._cache_id, off), blk, blk.charge())
+        return blk
+
+    def _decoded(self, i: int) -> tuple[list[bytes], list[bytes]]:
+        blk = self._block(i)
+        self.blocks_read += 1
+        if blk.keys is None:
+            kv = blk.decoded()
+            if self._cache is not None:   # re-charge: the decoded lists now live in it
+                self._cache.insert((self._cache_id, blk.offset), blk, blk.charge())
+            return kv
+        return blk.keys, blk.values  # type: ignore[return-value]
+
+    def _index_seek(self, target: bytes) -> int:
+        """Index of the first data block whose last key >= target (internal
+        order); ``num_data_blocks`` when there is none.  O(log blocks)."""
+        try:
+            r = N.block_seek(self._index_raw, target, _CMP_INTERNAL)
+        except CorruptionError as exc:   # the index was verified at open: key too short
+            raise InvalidArgumentError(f"bad seek key: {exc}") from None
+        return self._nblocks if r is None else r[0]
+
+    # -- public reads ---------------------------------------------------------
+    def may_contain(self, user_key: bytes) -> bool:
+        """Bloom filter test: False only if ``user_key`` is certainly absent."""
+        if type(user_key) is not bytes:
+            user_key = _check_bytes(user_key, "user_key")
+        f = self._filter
+        return True if f is None else N.bloom_may_contain(f, user_key)
+
+    def get(self, user_key: bytes, read_seq: int) -> tuple[int, int, bytes] | None:
+        """Newest point entry of ``user_key`` with seq <= ``read_seq`` as
+        ``(seq, kind, value)``, or None.  Ignores range tombstones.
+        O(log blocks + log restarts + restart_interval) plus one block read
+        on a cache miss."""
+        if type(user_key) is not bytes:
+            user_key = _check_bytes(user_key, "user_key")
+        if type(read_seq) is not int or not 0 <= read_seq <= MAX_SEQUENCE:
+            if not isinstance(read_seq, int) or isinstance(read_seq, bool):
+                raise ArgumentTypeError("read_seq must be an int")
+            if not 0 <= read_seq <= MAX_SEQUENCE:
+                raise InvalidArgumentError(f"read_seq must be in [0, {MAX_SEQUENCE}]")
+        f = self._filter
+        if f is not None and not N.bloom_may_contain(f, user_key):
+            return None
+        lk = user_key + _SEEK_TRAILER((read_seq << 8) | 0xFF)
+        r = N.block_seek(self._index_raw, lk, _CMP_INTERNAL)
+        if r is None:
+            return None
+        blk = self._block(r[0])
+        self.blocks_read += 1
+        try:
+            r = N.block_seek(blk.raw, lk, _CMP_INTERNAL)
+        except CorruptionError as exc:
+            raise CorruptionError(f"sstable: bad data block ({exc})", self.name,
+                                  blk.offset) from None
+        if r is None:
+            raise CorruptionError("sstable: data block ends before its index key",
+                                  self.name, blk.offset)
+        key = r[1]
+        if key[:-8] != user_key:
+            return None
+        trailer = int.from_bytes(key[-8:], "little")
+        return trailer >> 8, trailer & 0xFF, r[2]
+
+    def blocks(self, start: bytes | None = None, reverse: bool = False
+               ) -> Iterator[tuple[list[bytes], list[bytes]]]:
+        """Decoded data blocks ``(internal keys, values)``, lazily.
+
+        Forward: from the block that holds the first entry >= internal key
+        ``start`` (the first block if None).  Reverse: from the block that may
+        hold the last entry <= ``start`` (the last block if None) backwards;
+        the first block yielded may hold only entries > ``start``.  Whole
+        blocks: the caller trims.  The lists are shared: do not mutate.
+        """
+        if start is not None:
+            start = _check_bytes(start, "start")
+            if len(start) < 8:
+                raise InvalidArgumentError("start must be an internal key (>= 8 bytes)")
+        if self._closed:
+            raise ClosedError(f"table {self.name} is closed")
+        return self._blocks(start, bool(reverse))
+
+    def _blocks(self, start: bytes | None, reverse: bool
+                ) -> Iterator[tuple[list[bytes], list[bytes]]]:
+        n = self._nblocks
+        decoded = self._decoded
+        if not reverse:
+            i = 0 if start is None else self._index_seek(start)
+            while i < n:
+                yield decoded(i)
+                i += 1
+        else:
+            i = n - 1
+            if start is not None:
+                i = min(self._index_seek(start), n - 1)
+            while i >= 0:
+                yield decoded(i)
+                i -= 1
+
+    def entries(self, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Point entries ``(internal key, value)`` in internal order from the
+        first one >= internal key ``start``.  O(1) per entry."""
+        it = self.blocks(start)
+        return self._entries(it, start)
+
+    @staticmethod
+    def _entries(it: Iterator[tuple[list[bytes], list[bytes]]], start: bytes | None
+                 ) -> Iterator[tuple[bytes, bytes]]:
+        first = True
+        for keys, values in it:
+            j = 0
+            if first and start is not None:
+                lo, hi = 0, len(keys)
+                while lo < hi:               # first key >= start
+                    mid = (lo + hi) // 2
+                    if compare_internal(keys[mid], start) < 0:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                j = lo
+            first = False
+            if j:
+                yield from zip(keys[j:], values[j:])
+            else:
+                yield from zip(keys, values)
+
+    def approximate_offset(self, ikey: bytes) -> int:
+        """File offset where entries >= internal key ``ikey`` begin (the
+        offset of the block holding the first of them; ``data_size`` if none).
+        O(log blocks)."""
+        ikey = _check_bytes(ikey, "ikey")
+        if len(ikey) < 8:
+            raise InvalidArgumentError("ikey must be an internal key (>= 8 bytes)")
+        i = self._index_seek(ikey)
+        return self._offs[i] if i < self._nblocks else self.properties.data_size
+
+    @property
+    def num_data_blocks(self) -> int:
+        return self._nblocks
+
+    def block_last_keys(self) -> list[bytes]:
+        """The index keys: the last internal key of each data block (shared)."""
+        return self._index_keys
+
+    # -- lifecycle ------------------------------------------------------------
+    def close(self) -> None:
+        """Close the file.  Cached blocks of this table may still serve reads
+        already in flight; new reads that need the file raise ClosedError.
+        Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._file.close()  # type: ignore[attr-defined]
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __del__(self) -> None:
+        try:
+            if not getattr(self, "_closed", True):
+                self._closed = True
+                self._file.close()  # type: ignore[attr-defined]
+        except Exception:   # interpreter shutdown or an already-broken file
+            pass
+
+    def _check(self) -> None:
+        """Assert invariants: index keys strictly increasing in internal
+        order; contiguous block handles covering the data section."""
+        keys = self._index_keys
+        for a, b in zip(keys, keys[1:]):
+            assert compare_internal(a, b) < 0
+        expect = 0
+        for off, size in zip(self._offs, self._sizes):
+            assert off == expect
+            expect = off + size + BLOCK_TRAILER_SIZE
+        assert expect == self.properties.data_size
+
+    def __repr__(self) -> str:
+        return (f"TableReader({self.name!r}, entries={self.properties.num_entries}, "
+                f"blocks={self._nblocks})")
