@@ -6,6 +6,10 @@ files through."""
 from __future__ import annotations
 
 from blockdev.device import BlockDevice, MemoryDevice
+from blockdev.file import FileDevice
+from blockdev.emulated import LOCAL_SSD, NETWORK_DISK, EmulatedDevice, LatencyHistogram, LatencyModel
+from blockdev.faulty import FaultyDevice
+from blockdev.superdisk import SuperDisk, format_status
 from blockdev.errors import (
     ClosedError,
     CorruptionError,
@@ -23,5 +27,7 @@ __all__ = [
     "BlockDevice", "MemoryDevice",
     "Error", "CorruptionError", "StorageIOError", "NoSpaceError", "DurableLegError",
     "InvalidArgumentError", "ClosedError",
+    "FileDevice", "EmulatedDevice", "LatencyModel", "LatencyHistogram", "NETWORK_DISK", "LOCAL_SSD",
+    "FaultyDevice", "SuperDisk", "format_status",
 ]
 __all__ += ["FileSystem", "WritableFile", "RandomAccessFile", "FileLock", "PosixFS", "BlockFS", "CrashFS"]
