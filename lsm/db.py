@@ -1,0 +1,1551 @@
+"""The DB: write path, read path, recovery, background work, file lifecycle.
+
+State
+-----
+The whole LSM shape is one immutable value, ``_State(mem, mem_log, imms,
+version)``: the mutable memtable and the number of the log it is written to,
+the immutable memtables waiting for a flush (newest first, each with its log
+number), and the ``Version`` (the SSTables per level).  It is replaced as a
+unit (one attribute assignment) under ``_mutex``; readers take
+``self._state`` without any lock and never wait for a flush or compaction.
+
+Write path (group commit)
+-------------------------
+Writers serialise on ``_wlock``.  A writer that finds ``_wlock`` free writes
+alone: encode the records (lsm/batch.py layout) as one WAL record, append,
+``sync`` if asked, insert into the memtable, then publish the new last
+sequence (readers use it as their read sequence, so a batch becomes visible
+all at once).  A writer that finds ``_wlock`` busy queues itself; whoever next
+holds ``_wlock`` takes the whole queue and commits it as *one* WAL record with
+*one* sync (if any member asked for sync), so concurrent writers share the
+append and the fsync.
+
+Room for a write: when the memtable reaches ``write_buffer_size`` it becomes
+immutable, a new log file is started and the flush thread is woken.  Stalls
+(thresholds documented in docs/architecture.md, time in ``stats()``):
+
+* more than ``max_write_buffer_number - 1`` immutable memtables -> writers
+  wait for the flush (stop);
+* ``level0_slowdown_writes_trigger`` L0 files -> each write sleeps 1 ms once
+  (slowdown), giving compaction CPU;
+* ``level0_stop_writes_trigger`` L0 files -> writers wait for compaction.
+
+Read path
+---------
+``get``: the memtables newest first, then ``Version.files_for_get`` (L0
+newest first, then one file per level) through the TableCache (bloom, index,
+block seek in C).  Range tombstones: the highest covering tombstone sequence
+among the sources searched so far hides an older point entry; per user key a
+newer source always holds newer sequences, so the search stops at the first
+source that has a point entry or a covering tombstone.  Iterators:
+lsm/iterators.py.
+
+Background work
+---------------
+One flush thread (oldest immutable memtable -> L0 table -> MANIFEST edit ->
+state swap -> old logs deleted) and one compaction thread (pick, run in the C
+merge with the live snapshot sequences, apply).  ``compact_range`` runs in the
+caller under the same compaction lock.  Any exception in background work is
+stored; the DB becomes read-only (writes raise ReadOnlyError chained to it)
+and reads go on, as RocksDB does.
+
+File lifecycle
+--------------
+A table file is deleted only when it is in no live Version: the current one,
+one pinned by an open iterator (refcounted), or an output being written.
+Logs are deleted once every memtable they hold has been flushed (their number
+is below the MANIFEST's log number).  Recovery replays every log at or above
+the MANIFEST's log number, flushes the result to L0, and starts a new log.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import time
+import weakref
+from collections import Counter
+from typing import Any, Callable, Iterable
+
+from blockdev.device import BlockDevice
+from blockdev.errors import (
+    ArgumentTypeError,
+    ClosedError,
+    CorruptionError,
+    Error,
+    InvalidArgumentError,
+    NotFoundError,
+    ReadOnlyError,
+    UnsupportedFormatError,
+)
+from blockdev.fs import FileSystem, PosixFS
+from lsm import filenames
+from lsm.batch import WriteBatch, check_bytes
+from lsm.cache import BlockCache, TableCache
+from lsm.dbformat import (
+    KIND_RANGE_TOMBSTONE,
+    KIND_TOMBSTONE,
+    KIND_VALUE,
+    MAX_SEQUENCE,
+    lookup_key,
+)
+from lsm.iterators import (
+    Iterator,
+    RawIterator,
+    ReadView,
+    bytes_increment,
+    resolve_bounds,
+)
+from lsm.memtable import MemTable
+from lsm.options import Options
+from lsm.wal import LogReader, LogWriter
+
+__all__ = ["DB", "Snapshot", "PrefixedDB", "BoundWriteBatch", "destroy_db", "repair_db"]
+
+_HDR = struct.Struct("<QI")          # batch header: sequence, count (lsm/batch.py layout)
+_SMALL = [bytes((i,)) for i in range(128)]
+_SLOWDOWN_SLEEP = 0.001              # seconds a write sleeps at the L0 slowdown trigger
+
+
+def _varint(n: int) -> bytes:
+    if n < 128:
+        return _SMALL[n]
+    out = bytearray()
+    while n >= 128:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def encode_records(seq: int, items: list[tuple[int, bytes, bytes]]) -> bytes:
+    """WAL payload for ``items`` at ``seq, seq+1, ...`` -- byte for byte what
+    ``lsm.batch.WriteBatch.encode`` produces (tests check it).  O(bytes)."""
+    parts = [_HDR.pack(seq, len(items))]
+    add = parts.append
+    for kind, key, value in items:
+        add(_SMALL[kind])
+        add(_varint(len(key)))
+        add(key)
+        if kind:
+            add(_varint(len(value)))
+            add(value)
+    return b"".join(parts)
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    if value is True or value is False:
+        return value
+    if isinstance(value, int):
+        return bool(value)
+    raise ArgumentTypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+class _State:
+    """The LSM shape as one immutable value (see the module docstring)."""
+
+    __slots__ = ("mem", "mem_log", "imms", "version", "l0")
+
+    def __init__(self, mem: MemTable, mem_log: int, imms: tuple, version: Any) -> None:
+        self.mem = mem
+        self.mem_log = mem_log
+        self.imms = imms            # ((MemTable, log_number), ...) newest first
+        self.version = version
+        self.l0 = len(version.levels[0]) if version.levels else 0
+
+    def memtables(self) -> list[MemTable]:
+        return [self.mem] + [m for m, _ in self.imms]
+
+    def _check(self) -> None:
+        assert all(m.frozen for m, _ in self.imms)
+        logs = [self.mem_log] + [n for _, n in self.imms]
+        assert logs == sorted(logs, reverse=True), "newer memtables use newer logs"
+
+
+class _Writer:
+    __slots__ = ("items", "sync", "done", "error")
+
+    def __init__(self, items: list[tuple[int, bytes, bytes]], sync: bool) -> None:
+        self.items = items
+        self.sync = sync
+        self.done = False
+        self.error: BaseException | None = None
+
+
+def _open_fs(target: Any, create: bool) -> tuple[FileSystem, bool, str]:
+    """(file system, owned by the DB, display name) for a DB target."""
+    if isinstance(target, FileSystem):
+        return target, False, getattr(target, "name", repr(target))
+    if isinstance(target, BlockDevice):
+        from blockdev.blockfs import BlockFS
+        fs = BlockFS(target, create=create)
+        return fs, True, getattr(target, "name", fs.name)
+    if isinstance(target, (str, os.PathLike)):
+        path = os.fspath(target)
+        if not isinstance(path, str):
+            raise ArgumentTypeError("target path must be a str path")
+        if not os.path.isdir(path) and not create:
+            if os.path.exists(path):
+                raise InvalidArgumentError(f"{path} exists and is not a directory")
+            raise NotFoundError(f"DB {path} does not exist (create_if_missing is False)")
+        return PosixFS(path, create=create), True, path
+    raise ArgumentTypeError(
+        f"target must be a path, a blockdev.BlockDevice or a FileSystem, got {type(target).__name__}")
+
+
+class DB:
+    """An LSM-tree key-value store in a directory or on a block device.
+
+    ``DB(target, create_if_missing=False, error_if_exists=False, **options)``;
+    options are the fields of ``lsm.options.Options``.  Thread-safe.
+    """
+
+    # -- opening ------------------------------------------------------------------
+    def __init__(self, target: Any, create_if_missing: bool = False,
+                 error_if_exists: bool = False, **options: Any) -> None:
+        self._closed = True
+        create_if_missing = _as_bool(create_if_missing, "create_if_missing")
+        error_if_exists = _as_bool(error_if_exists, "error_if_exists")
+        self._options = opts = Options.from_kwargs(
+            create_if_missing=create_if_missing, error_if_exists=error_if_exists, **options)
+        self._fs, self._owns_fs, self.name = _open_fs(target, create_if_missing)
+        self._target = target
+        self._lock_handle = None
+        self._max_key = opts.max_key_size
+        self._max_value = opts.max_value_size
+        self._wbs = opts.write_buffer_size
+        self._slowdown = opts.level0_slowdown_writes_trigger
+        self._stop = opts.level0_stop_writes_trigger
+        self._wlock = threading.Lock()
+        self._qlock = threading.Lock()
+        self._queue: list[_Writer] = []
+        self._mutex = threading.RLock()
+        self._cv = threading.Condition(self._mutex)
+        self._compaction_lock = threading.Lock()
+        self._delete_lock = threading.Lock()
+        self._bg_error: BaseException | None = None
+        self._shutting_down = False
+        self._compaction_wanted = False
+        self._pending_outputs: set[int] = set()
+        self._pins: dict[int, list] = {}
+        self._snapshots: Counter[int] = Counter()
+        self._cursors: "weakref.WeakSet[Any]" = weakref.WeakSet()
+        self._snapshot_objs: "weakref.WeakSet[Snapshot]" = weakref.WeakSet()
+        self._threads: list[threading.Thread] = []
+        self._log: LogWriter | None = None
+        self._seq = 0
+        self._mem_bytes = 0
+        self._mem_has_rt = False
+        self._wal_bytes = 0
+        self._stats: Counter[str] = Counter()
+        self._recovery_report: list[dict] = []
+        self._block_cache = BlockCache(opts.block_cache_size) if opts.block_cache_size else None
+        self._table_cache = TableCache(self._open_table, opts.max_open_files)
+        self._versions: Any = None
+        try:
+            self._lock_handle = self._fs.lock(filenames.LOCK)
+            self._open(create_if_missing, error_if_exists)
+        except BaseException:
+            self._abandon()
+            raise
+        self._closed = False
+        self._start_threads()
+
+    def _abandon(self) -> None:
+        """Release what a failed open acquired."""
+        for closer in (getattr(self._versions, "close", None), self._table_cache.close,
+                       getattr(self._log, "close", None),
+                       getattr(self._lock_handle, "release", None)):
+            if closer is not None:
+                try:
+                    closer()
+                except Error:
+                    pass
+        if self._owns_fs:
+            try:
+                self._fs.close()
+            except Error:
+                pass
+
+    def _open_table(self, number: int) -> Any:
+        from lsm.sstable.reader import TableReader
+        name = filenames.table_file_name(number)
+        f = self._fs.open(name)
+        try:
+            return TableReader(f, name, block_cache=self._block_cache, cache_id=number,
+                               verify_checksums=True)
+        except BaseException:
+            f.close()
+            raise
+
+    def _open(self, create: bool, error_if_exists: bool) -> None:
+        from lsm.version import VersionEdit, VersionSet
+        fs = self._fs
+        self._versions = vs = VersionSet(fs, self._options)
+        if not fs.exists(filenames.CURRENT):
+            if not create:
+                ours = [n for n in fs.list() if filenames.parse_file_name(n) is not None
+                        and n != filenames.LOCK]
+                what = "holds no DB (no CURRENT file)" if not ours else \
+                    "has DB files but no CURRENT file (try repair_db)"
+                raise NotFoundError(f"{self.name} {what} and create_if_missing is False")
+            vs.create_new()
+        else:
+            if error_if_exists:
+                raise InvalidArgumentError(f"DB {self.name} already exists (error_if_exists=True)")
+            vs.recover()
+        self._seq = vs.last_sequence
+        edit_files, max_seq = self._replay_logs(vs.log_number)
+        self._seq = max(self._seq, max_seq)
+        log_number = vs.new_file_number()
+        self._log = LogWriter(fs.create(filenames.log_file_name(log_number)),
+                              filenames.log_file_name(log_number))
+        self._log.sync()
+        version = vs.log_and_apply(VersionEdit(
+            log_number=log_number, last_sequence=self._seq,
+            new_files=tuple((0, m) for m in edit_files)))
+        self._state = _State(MemTable(), log_number, (), version)
+        self._delete_obsolete()
+
+    def _replay_logs(self, min_log: int) -> tuple[list[Any], int]:
+        """Replay every log >= min_log into memtables flushed to new L0 tables."""
+        fs = self._fs
+        logs = []
+        for name in fs.list():
+            parsed = filenames.parse_file_name(name)
+            if parsed is not None and parsed[0] == filenames.LOG_FILE and parsed[1] >= min_log:
+                logs.append(parsed[1])
+        logs.sort()
+        self._versions_mark_used(logs)
+        files: list[Any] = []
+        max_seq = 0
+        mem = MemTable()
+        paranoid = self._options.paranoid_checks
+        for number in logs:
+            name = filenames.log_file_name(number)
+
+            def report(dropped: int, reason: str, _name: str = name) -> None:
+                self._recovery_report.append({"file": _name, "dropped_bytes": dropped,
+                                              "reason": reason})
+            f = fs.open(name)
+            try:
+                reader = LogReader(f, name, paranoid=paranoid, reporter=report)
+                for record in reader:
+                    try:
+                        seq, items = WriteBatch.decode(record, name, reader.last_record_offset)
+                    except CorruptionError as exc:
+                        if paranoid:
+                            raise
+                        report(len(record), f"bad write batch: {exc}")
+                        continue
+                    if not items:
+                        continue
+                    mem.add_batch(seq, items)
+                    max_seq = max(max_seq, seq + len(items) - 1)
+                    if mem.approximate_size >= self._wbs:
+                        meta = self._write_level0(mem)
+                        if meta is not None:
+                            files.append(meta)
+                        mem = MemTable()
+            finally:
+                f.close()
+        if mem.num_entries:
+            meta = self._write_level0(mem)
+            if meta is not None:
+                files.append(meta)
+        self._stats["recovered_logs"] += len(logs)
+        return files, max_seq
+
+    def _versions_mark_used(self, numbers: Iterable[int]) -> None:
+        """Make sure new file numbers exceed every existing one (a log newer than
+        the MANIFEST's next_file_number survives a crash)."""
+        vs = self._versions
+        top = max(numbers, default=0)
+        for name in self._fs.list():
+            parsed = filenames.parse_file_name(name)
+            if parsed is not None:
+                top = max(top, parsed[1])
+        mark = getattr(vs, "mark_file_number_used", None)
+        if mark is not None:
+            mark(top)
+        else:   # fall back: burn numbers until past top
+            while vs.next_file_number <= top:
+                vs.new_file_number()
+
+    def _write_level0(self, mem: MemTable) -> Any:
+        """Write ``mem`` to a new table (kind-2 entries go to the tombstone block)."""
+        from lsm.compaction import build_table
+        mem.freeze()
+        keys, values = mem.run()
+        entries = [(k, v) for k, v in zip(keys, values) if k[-8] != KIND_RANGE_TOMBSTONE]
+        number = self._alloc_output()
+        try:
+            meta = build_table(self._fs, number, entries, mem.range_tombstones(), self._options)
+        except BaseException:
+            with self._mutex:
+                self._pending_outputs.discard(number)
+            raise
+        self._stats["flushes"] += 1
+        if meta is not None:
+            self._stats["flush_bytes"] += meta.size
+        return meta
+
+    def _alloc_output(self) -> int:
+        with self._mutex:
+            number = self._versions.new_file_number()
+            self._pending_outputs.add(number)
+            return number
+
+    def _start_threads(self) -> None:
+        ref = weakref.ref(self)
+        for target, name in ((_flush_main, "flush"), (_compaction_main, "compaction")):
+            t = threading.Thread(target=target, args=(ref,), name=f"lsm-{name}:{self.name}",
+                                 daemon=True)
+            self._threads.append(t)
+            t.start()
+        self._maybe_schedule_compaction()
+
+    # -- argument helpers ----------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError(f"DB {self.name} is closed")
+
+    def _key(self, key: Any, name: str = "key") -> bytes:
+        if type(key) is not bytes:
+            key = check_bytes(key, name)
+        if len(key) > self._max_key:
+            raise InvalidArgumentError(
+                f"{name} is {len(key)} bytes, more than max_key_size {self._max_key}")
+        return key
+
+    # -- writes --------------------------------------------------------------------
+    def put(self, key: Any, value: Any, sync: bool = False) -> None:
+        """Store ``value`` under ``key``.  ``sync=True``: durable against a machine
+        crash when this returns; otherwise against a process crash."""
+        if type(key) is not bytes or len(key) > self._max_key:
+            key = self._key(key)
+        if type(value) is not bytes:
+            value = check_bytes(value, "value")
+        if len(value) > self._max_value:
+            raise InvalidArgumentError(
+                f"value is {len(value)} bytes, more than max_value_size {self._max_value}")
+        if sync is not False:
+            sync = _as_bool(sync, "sync")
+        self._write(((KIND_VALUE, key, value),), sync)
+
+    def delete(self, key: Any, sync: bool = False) -> None:
+        """Delete ``key`` (no error if absent)."""
+        key = self._key(key)
+        if sync is not False:
+            sync = _as_bool(sync, "sync")
+        self._write(((KIND_TOMBSTONE, key, b""),), sync)
+
+    def delete_range(self, start: Any, stop: Any, sync: bool = False) -> None:
+        """Delete every key in ``[start, stop)`` with one range tombstone.
+        Requires ``start <= stop`` (InvalidArgumentError); start == stop is a no-op."""
+        start = self._key(start, "start")
+        stop = self._key(stop, "stop")
+        sync = _as_bool(sync, "sync")
+        if start > stop:
+            raise InvalidArgumentError("delete_range: start must be <= stop")
+        self._check_open()
+        if start == stop:
+            return
+        self._write(((KIND_RANGE_TOMBSTONE, start, stop),), sync)
+
+    def write(self, batch: WriteBatch, sync: bool = False) -> None:
+        """Apply ``batch`` atomically."""
+        if not isinstance(batch, WriteBatch):
+            raise ArgumentTypeError(f"batch must be an lsm.WriteBatch, got {type(batch).__name__}")
+        sync = _as_bool(sync, "sync")
+        self._check_open()
+        items = batch.items()
+        if not items:
+            return
+        for kind, key, value in items:
+            if len(key) > self._max_key:
+                raise InvalidArgumentError(
+                    f"key is {len(key)} bytes, more than max_key_size {self._max_key}")
+            if kind == KIND_VALUE and len(value) > self._max_value:
+                raise InvalidArgumentError(
+                    f"value is {len(value)} bytes, more than max_value_size {self._max_value}")
+        self._write(tuple(items), sync)
+
+    def write_batch(self, sync: bool = False, transaction: bool = False) -> "BoundWriteBatch":
+        """A batch bound to this DB: ``with db.write_batch() as wb: ...`` writes
+        it atomically on exit (with ``transaction=True``, not at all if the
+        block raises)."""
+        self._check_open()
+        return BoundWriteBatch(self, _as_bool(sync, "sync"),
+                               _as_bool(transaction, "transaction"))
+
+    def _write(self, items: tuple, sync: bool) -> None:
+        if self._closed:
+            raise ClosedError(f"DB {self.name} is closed")
+        if self._bg_error is not None:
+            raise ReadOnlyError(f"DB {self.name} is read-only after a background error: "
+                                f"{self._bg_error}") from self._bg_error
+        wlock = self._wlock
+        if wlock.acquire(False):
+            try:
+                if self._queue:
+                    w = _Writer(items, sync)
+                    with self._qlock:
+                        self._queue.append(w)
+                    self._commit_queue()
+                    if w.error is not None:
+                        raise w.error
+                    return
+                if self._mem_bytes >= self._wbs or self._state.l0 >= self._slowdown:
+                    self._make_room()
+                seq = self._seq + 1
+                log = self._log
+                payload = encode_records(seq, items)
+                try:
+                    log.add_record(payload)   # type: ignore[union-attr]
+                    if sync:
+                        log.sync()            # type: ignore[union-attr]
+                except BaseException as exc:
+                    self._set_bg_error(exc)
+                    raise
+                self._wal_bytes += len(payload)
+                mem = self._state.mem
+                mem.add_batch(seq, items)
+                for kind, key, value in items:
+                    self._mem_bytes += len(key) + len(value) + 12
+                    if kind == KIND_RANGE_TOMBSTONE:
+                        self._mem_has_rt = True
+                self._seq = seq + len(items) - 1
+            finally:
+                wlock.release()
+            return
+        # contended: queue and let the lock holder (or ourselves) commit the group
+        w = _Writer(items, sync)
+        with self._qlock:
+            self._queue.append(w)
+        with wlock:
+            if not w.done:
+                self._commit_queue()
+        if w.error is not None:
+            raise w.error
+
+    def _commit_queue(self) -> None:
+        """Commit every queued writer as one WAL record.  Requires: _wlock held."""
+        with self._qlock:
+            group, self._queue = self._queue, []
+        if not group:
+            return
+        try:
+            if self._closed:
+                raise ClosedError(f"DB {self.name} is closed")
+            if self._bg_error is not None:
+                raise ReadOnlyError(f"DB {self.name} is read-only after a background error: "
+                                    f"{self._bg_error}") from self._bg_error
+            if self._mem_bytes >= self._wbs or self._state.l0 >= self._slowdown:
+                self._make_room()
+            items: list = []
+            sync = False
+            for w in group:
+                items.extend(w.items)
+                sync = sync or w.sync
+            seq = self._seq + 1
+            log = self._log
+            payload = encode_records(seq, items)
+            try:
+                log.add_record(payload)   # type: ignore[union-attr]
+                if sync:
+                    log.sync()            # type: ignore[union-attr]
+            except BaseException as exc:
+                self._set_bg_error(exc)
+                raise
+            self._wal_bytes += len(payload)
+            self._state.mem.add_batch(seq, items)
+            for kind, key, value in items:
+                self._mem_bytes += len(key) + len(value) + 12
+                if kind == KIND_RANGE_TOMBSTONE:
+                    self._mem_has_rt = True
+            self._seq = seq + len(items) - 1
+            self._stats["group_commits"] += 1
+            self._stats["grouped_writes"] += len(group)
+        except BaseException as exc:
+            for w in group:
+                w.error = exc
+        finally:
+            for w in group:
+                w.done = True
+
+    def _make_room(self, force: bool = False) -> None:
+        """Stall or switch memtables as needed.  Requires: _wlock held."""
+        slowed = False
+        while True:
+            if self._bg_error is not None:
+                raise ReadOnlyError(f"DB {self.name} is read-only after a background error: "
+                                    f"{self._bg_error}") from self._bg_error
+            if self._shutting_down:
+                raise ClosedError(f"DB {self.name} is closing")
+            st = self._state
+            if not slowed and self._slowdown <= st.l0 < self._stop:
+                t0 = time.monotonic()
+                time.sleep(_SLOWDOWN_SLEEP)
+                self._stall(t0, "slowdown")
+                slowed = True
+                continue
+            if st.l0 >= self._stop:
+                t0 = time.monotonic()
+                with self._mutex:
+                    self._compaction_wanted = True
+                    self._cv.notify_all()
+                    while (self._state.l0 >= self._stop and self._bg_error is None
+                           and not self._shutting_down):
+                        self._cv.wait(0.1)
+                self._stall(t0, "l0_stop")
+                continue
+            if not force and self._mem_bytes < self._wbs:
+                return
+            if force and st.mem.num_entries == 0:
+                return
+            if len(st.imms) >= self._options.max_write_buffer_number - 1:
+                t0 = time.monotonic()
+                with self._mutex:
+                    self._cv.notify_all()
+                    while (len(self._state.imms) >= self._options.max_write_buffer_number - 1
+                           and self._bg_error is None and not self._shutting_down):
+                        self._cv.wait(0.1)
+                self._stall(t0, "memtable_stop")
+                continue
+            self._switch_memtable()
+            return
+
+    def _stall(self, t0: float, why: str) -> None:
+        us = int((time.monotonic() - t0) * 1e6)
+        self._stats["stall_micros"] += us
+        self._stats[f"stall_micros_{why}"] += us
+        self._stats[f"stall_count_{why}"] += 1
+
+    def _switch_memtable(self) -> None:
+        """New log + new memtable; the old one becomes immutable.  Requires: _wlock."""
+        number = self._alloc_output()
+        name = filenames.log_file_name(number)
+        try:
+            new_log = LogWriter(self._fs.create(name), name)
+        except BaseException as exc:
+            self._set_bg_error(exc)
+            raise
+        old_log = self._log
+        with self._mutex:
+            self._pending_outputs.discard(number)
+            st = self._state
+            st.mem.freeze()
+            self._state = _State(MemTable(), number, ((st.mem, st.mem_log),) + st.imms,
+                                 st.version)
+            self._log = new_log
+            self._mem_bytes = 0
+            self._mem_has_rt = False
+            self._cv.notify_all()
+        if old_log is not None:
+            old_log.close()
+
+    # -- background work -------------------------------------------------------------
+    def _set_bg_error(self, exc: BaseException) -> None:
+        with self._mutex:
+            if self._bg_error is None:
+                self._bg_error = exc
+            self._cv.notify_all()
+
+    def _flush_step(self) -> bool:
+        """Flush the oldest immutable memtable.  Returns False when there is none."""
+        from lsm.version import VersionEdit
+        with self._mutex:
+            st = self._state
+            if not st.imms:
+                return False
+            mem, _log = st.imms[-1]
+        meta = self._write_level0(mem)
+        with self._mutex:
+            st = self._state
+            assert st.imms and st.imms[-1][0] is mem
+            rest = st.imms[:-1]
+            next_log = rest[-1][1] if rest else st.mem_log
+            edit = VersionEdit(log_number=next_log, last_sequence=self._seq,
+                               new_files=((0, meta),) if meta is not None else ())
+            version = self._versions.log_and_apply(edit)
+            if meta is not None:
+                self._pending_outputs.discard(meta.number)
+            self._state = _State(st.mem, st.mem_log, rest, version)
+            self._compaction_wanted = True
+            self._cv.notify_all()
+        self._delete_obsolete()
+        return True
+
+    def _compaction_step(self, manual: Any = None) -> bool:
+        """Run one compaction (picked, or ``manual``).  Returns False if none."""
+        from lsm.compaction import pick_compaction, run_compaction
+        from lsm.version import VersionEdit
+        with self._compaction_lock:
+            version = self._state.version
+            if manual is None:
+                c = pick_compaction(version, self._options, self._compact_pointers())
+            else:
+                c = manual
+            if c is None:
+                return False
+            t0 = time.monotonic()
+            if c.trivial_move:
+                moved = c.inputs[0]
+                edit = VersionEdit(
+                    deleted_files=tuple((c.level, f.number) for f in moved),
+                    new_files=tuple((c.output_level, f) for f in moved))
+                self._stats["trivial_moves"] += 1
+            else:
+                edit, cstats = run_compaction(
+                    c, fs=self._fs, table_cache=self._table_cache, options=self._options,
+                    new_file_number=self._alloc_output, snapshots=self._snapshot_seqs())
+                self._stats["compactions"] += 1
+                self._stats["compaction_bytes_read"] += cstats.bytes_read
+                self._stats["compaction_bytes_written"] += cstats.bytes_written
+            with self._mutex:
+                version = self._versions.log_and_apply(edit)
+                for _level, f in edit.new_files:
+                    self._pending_outputs.discard(f.number)
+                st = self._state
+                self._state = _State(st.mem, st.mem_log, st.imms, version)
+                self._cv.notify_all()
+            self._stats["compaction_micros"] += int((time.monotonic() - t0) * 1e6)
+        self._delete_obsolete()
+        return True
+
+    def _compact_pointers(self) -> dict[int, bytes]:
+        cp = getattr(self._versions, "compact_pointers", None)
+        if cp is None:
+            return {}
+        return dict(cp)
+
+    def _snapshot_seqs(self) -> list[int]:
+        with self._mutex:
+            return sorted(self._snapshots)
+
+    def _maybe_schedule_compaction(self) -> None:
+        with self._mutex:
+            self._compaction_wanted = True
+            self._cv.notify_all()
+
+    # -- file lifecycle ----------------------------------------------------------------
+    def _pin(self, version: Any) -> Callable[[], None]:
+        """Pin ``version``'s files; returns the release function.  Requires: _mutex."""
+        key = id(version)
+        entry = self._pins.get(key)
+        if entry is None:
+            self._pins[key] = [version, 1]
+        else:
+            entry[1] += 1
+        released = [False]
+
+        def release() -> None:
+            if released[0]:
+                return
+            released[0] = True
+            with self._mutex:
+                e = self._pins.get(key)
+                if e is None:
+                    return
+                e[1] -= 1
+                if e[1] > 0:
+                    return
+                del self._pins[key]
+                stale = e[0] is not self._state.version
+            if stale and not self._closed:
+                try:
+                    self._delete_obsolete()
+                except Error:
+                    pass   # retried at the next flush/compaction
+        return release
+
+    def _live_files(self) -> set[int]:
+        """Table numbers some live Version or a running job still needs.  Requires: _mutex."""
+        live = set(self._pending_outputs)
+        versions = [self._state.version] + [e[0] for e in self._pins.values()]
+        for v in versions:
+            for level in v.levels:
+                for f in level:
+                    live.add(f.number)
+        return live
+
+    def _delete_obsolete(self) -> None:
+        with self._delete_lock:
+            with self._mutex:
+                live = self._live_files()
+                st = self._state
+                live_logs = {st.mem_log} | {n for _, n in st.imms}
+                min_log = self._versions.log_number
+                manifest = getattr(self._versions, "manifest_number", None)
+            for name in self._fs.list():
+                parsed = filenames.parse_file_name(name)
+                if parsed is None:
+                    continue
+                kind, number = parsed
+                dead = False
+                if kind == filenames.TABLE_FILE:
+                    dead = number not in live
+                    if dead:
+                        self._table_cache.evict(number)
+                elif kind == filenames.LOG_FILE:
+                    dead = number < min_log and number not in live_logs
+                elif kind == filenames.MANIFEST_FILE:
+                    dead = manifest is not None and number < manifest
+                elif kind == filenames.TEMP_FILE:
+                    dead = number not in live
+                if dead:
+                    try:
+                        self._fs.delete(name)
+                    except NotFoundError:
+                        pass   # deleted concurrently: the goal is met
+                    self._stats["files_deleted"] += 1
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value of ``key``, or ``default``."""
+        if type(key) is not bytes:
+            key = self._key(key)
+        if self._closed:
+            raise ClosedError(f"DB {self.name} is closed")
+        return self._get(self._state, key, self._seq, default)
+
+    def _get(self, st: _State, key: bytes, seq: int, default: Any) -> Any:
+        rt = 0
+        mem = st.mem
+        if mem._tombs:
+            rt = mem.covering_tombstone_seq(key, seq)
+        r = mem.get(key, seq)
+        if r is not None:
+            return r[2] if r[1] == KIND_VALUE and r[0] > rt else default
+        if rt:
+            return default
+        for m, _ in st.imms:
+            if m._tombs:
+                rt = m.covering_tombstone_seq(key, seq)
+            r = m.get(key, seq)
+            if r is not None:
+                return r[2] if r[1] == KIND_VALUE and r[0] > rt else default
+            if rt:
+                return default
+        tc = self._table_cache
+        for _level, f in st.version.files_for_get(key):
+            t = tc.get(f.number)
+            tombs = t.range_tombstones
+            if tombs:
+                for start, end, tseq in tombs:
+                    if start <= key < end and rt < tseq <= seq:
+                        rt = tseq
+            r = t.get(key, seq)
+            if r is not None:
+                return r[2] if r[1] == KIND_VALUE and r[0] > rt else default
+            if rt:
+                return default
+        return default
+
+    def __getitem__(self, key: Any) -> bytes:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.delete(key)
+
+    def __contains__(self, key: Any) -> bool:
+        return self.get(key) is not None
+
+    def _view(self, lo: bytes | None, hi: bytes | None, hi_incl: bool,
+              seq: int | None) -> ReadView:
+        with self._mutex:
+            self._check_open()
+            st = self._state
+            release = self._pin(st.version)
+            read_seq = self._seq if seq is None else seq
+        hi_mem = None if hi is None else (hi + b"\x00" if hi_incl else hi)
+        return ReadView(st.memtables(), st.version, read_seq, self._table_cache.get,
+                        lo=lo, hi=hi_mem, release=release)
+
+    def iterator(self, start: Any = None, stop: Any = None, include_start: bool = True,
+                 include_stop: bool = False, prefix: Any = None, reverse: bool = False,
+                 include_key: bool = True, include_value: bool = True,
+                 snapshot: "Snapshot | None" = None) -> Iterator:
+        """A plyvel-style iterator (see lsm/iterators.py for the exact semantics)."""
+        return self._iterator(b"", start, stop, include_start, include_stop, prefix, reverse,
+                              include_key, include_value, snapshot)
+
+    def _iterator(self, db_prefix: bytes, start: Any, stop: Any, include_start: Any,
+                  include_stop: Any, prefix: Any, reverse: Any, include_key: Any,
+                  include_value: Any, snapshot: Any) -> Iterator:
+        self._check_open()
+        lo, lo_incl, hi, hi_incl = resolve_bounds(start, stop, include_start, include_stop,
+                                                  prefix)
+        reverse = _as_bool(reverse, "reverse")
+        include_key = _as_bool(include_key, "include_key")
+        include_value = _as_bool(include_value, "include_value")
+        seq = self._snapshot_seq(snapshot)
+        if db_prefix:
+            if prefix is not None:
+                lo, hi = db_prefix + lo, bytes_increment(db_prefix + lo)  # type: ignore[operator]
+            else:
+                if lo is None:
+                    lo, lo_incl = db_prefix, True
+                else:
+                    lo = db_prefix + lo
+                if hi is None:
+                    hi, hi_incl = bytes_increment(db_prefix), False
+                else:
+                    hi = db_prefix + hi
+        view = self._view(lo, hi, hi_incl, seq)
+        it = Iterator(self, view, lo, lo_incl, hi, hi_incl, reverse=reverse,
+                      include_key=include_key, include_value=include_value,
+                      db_prefix=db_prefix)
+        self._cursors.add(it)
+        return it
+
+    def _snapshot_seq(self, snapshot: Any) -> int | None:
+        if snapshot is None:
+            return None
+        if not isinstance(snapshot, Snapshot):
+            raise ArgumentTypeError(
+                f"snapshot must be an lsm.Snapshot, got {type(snapshot).__name__}")
+        if snapshot._db is not self:
+            raise InvalidArgumentError("snapshot belongs to another DB")
+        if snapshot._closed:
+            raise ClosedError("snapshot is closed")
+        return snapshot._seq
+
+    def items(self, **kw: Any) -> Iterator:
+        """``iterator(**kw)`` yielding (key, value) pairs."""
+        kw.setdefault("include_key", True)
+        kw.setdefault("include_value", True)
+        return self.iterator(**kw)
+
+    def keys(self, **kw: Any) -> Iterator:
+        """``iterator(**kw)`` yielding keys."""
+        return self.iterator(include_key=True, include_value=False, **kw)
+
+    def values(self, **kw: Any) -> Iterator:
+        """``iterator(**kw)`` yielding values."""
+        return self.iterator(include_key=False, include_value=True, **kw)
+
+    def __iter__(self) -> Iterator:
+        return self.iterator()
+
+    def raw_iterator(self, snapshot: "Snapshot | None" = None) -> RawIterator:
+        """A positioned cursor (valid/key/value/next/prev/seek/seek_for_prev)."""
+        return self._raw_iterator(b"", snapshot)
+
+    def _raw_iterator(self, db_prefix: bytes, snapshot: Any) -> RawIterator:
+        self._check_open()
+        seq = self._snapshot_seq(snapshot)
+        if db_prefix:
+            view = self._view(db_prefix, bytes_increment(db_prefix), False, seq)
+        else:
+            view = self._view(None, None, False, seq)
+        it = RawIterator(self, view, strip=len(db_prefix), lo=db_prefix or None)
+        self._cursors.add(it)
+        return it
+
+    def _forget(self, cursor: Any) -> None:
+        self._cursors.discard(cursor)
+
+    def snapshot(self) -> "Snapshot":
+        """A consistent read-only view as of now (close it when done)."""
+        self._check_open()
+        with self._mutex:
+            seq = self._seq
+            self._snapshots[seq] += 1
+        snap = Snapshot(self, seq)
+        self._snapshot_objs.add(snap)
+        return snap
+
+    def _release_snapshot(self, seq: int) -> None:
+        with self._mutex:
+            self._snapshots[seq] -= 1
+            if self._snapshots[seq] <= 0:
+                del self._snapshots[seq]
+
+    def prefixed_db(self, prefix: Any) -> "PrefixedDB":
+        """A view of the keys starting with ``prefix``, with the prefix stripped."""
+        self._check_open()
+        return PrefixedDB(self, check_bytes(prefix, "prefix"))
+
+    # -- maintenance -----------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write the memtable to an SSTable and wait until no memtable awaits a flush."""
+        self._check_open()
+        with self._wlock:
+            self._check_writable()
+            self._make_room(force=True)
+        with self._mutex:
+            while self._state.imms and self._bg_error is None and not self._closed:
+                self._cv.notify_all()
+                self._cv.wait(0.1)
+        self._check_writable()
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._bg_error is not None:
+            raise ReadOnlyError(f"DB {self.name} is read-only after a background error: "
+                                f"{self._bg_error}") from self._bg_error
+
+    def compact_range(self, start: Any = None, stop: Any = None) -> None:
+        """Flush, then compact every level's files overlapping [start, stop]
+        (None = unbounded) down the tree."""
+        from lsm.compaction import pick_range_compaction
+        if start is not None:
+            start = self._key(start, "start")
+        if stop is not None:
+            stop = self._key(stop, "stop")
+        self.flush()
+        levels = self._options.num_levels
+        for level in range(levels - 1):
+            for _ in range(1000):   # bound: each pass moves files down or stops
+                self._check_writable()
+                c = pick_range_compaction(self._state.version, self._options, level, start, stop)
+                if c is None:
+                    break
+                try:
+                    self._compaction_step(manual=c)
+                except BaseException as exc:
+                    self._set_bg_error(exc)
+                    raise
+        self._maybe_schedule_compaction()
+
+    def approximate_size(self, start: Any, stop: Any) -> int:
+        """Approximate bytes the SSTables use for keys in [start, stop)."""
+        start = self._key(start, "start")
+        stop = self._key(stop, "stop")
+        self._check_open()
+        if start >= stop:
+            return 0
+        st = self._state
+        a, b = lookup_key(start, MAX_SEQUENCE), lookup_key(stop, MAX_SEQUENCE)
+        total = 0
+        for level in range(len(st.version.levels)):
+            for f in st.version.overlapping(level, start, stop):
+                t = self._table_cache.get(f.number)
+                total += max(0, t.approximate_offset(b) - t.approximate_offset(a))
+        return total
+
+    def checkpoint(self, dest: Any) -> None:
+        """Write a consistent, openable copy of the DB to ``dest`` (a new or
+        empty directory -- tables hard-linked when possible -- or a block
+        device, formatted)."""
+        from lsm.version import VersionEdit, VersionSet
+        self._check_open()
+        if isinstance(dest, BlockDevice):
+            from blockdev.blockfs import BlockFS
+            dfs: FileSystem = BlockFS.format(dest)
+        elif isinstance(dest, (str, os.PathLike)):
+            path = os.fspath(dest)
+            if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
+                raise InvalidArgumentError(f"checkpoint destination {path} exists and is not empty")
+            dfs = PosixFS(path, create=True)
+        else:
+            raise ArgumentTypeError(
+                f"dest must be a path or a blockdev.BlockDevice, got {type(dest).__name__}")
+        try:
+            with self._compaction_lock:
+                self.flush()
+                with self._mutex:
+                    version = self._state.version
+                    release = self._pin(version)
+            try:
+                last_seq = 0
+                top = 0
+                new_files = []
+                for level, files in enumerate(version.levels):
+                    for f in files:
+                        name = filenames.table_file_name(f.number)
+                        self._fs.link_or_copy(name, dfs, name)
+                        new_files.append((level, f))
+                        last_seq = max(last_seq, f.largest_seq)
+                        top = max(top, f.number)
+                vs = VersionSet(dfs, self._options)
+                vs.create_new()
+                self_mark = getattr(vs, "mark_file_number_used", None)
+                if self_mark is not None:
+                    self_mark(top)
+                else:
+                    while vs.next_file_number <= top:
+                        vs.new_file_number()
+                vs.log_and_apply(VersionEdit(last_sequence=last_seq, new_files=tuple(new_files)))
+                vs.close()
+                dfs.sync_dir()
+            finally:
+                release()
+        finally:
+            dfs.close()
+
+    # -- introspection ---------------------------------------------------------------------
+    def stats(self) -> dict:
+        """Counters and shape: per level files and bytes, write amplification,
+        compaction bytes, stall time, block cache hit rate, device status."""
+        self._check_open()
+        st = self._state
+        s = self._stats
+        levels = []
+        for i, files in enumerate(st.version.levels):
+            levels.append({"level": i, "files": len(files),
+                           "bytes": sum(f.size for f in files)})
+        written = s["flush_bytes"] + s["compaction_bytes_written"]
+        bc = self._block_cache
+        hits = bc.hits if bc else 0
+        misses = bc.misses if bc else 0
+        out: dict[str, Any] = {
+            "levels": levels,
+            "num_files": sum(l["files"] for l in levels),
+            "total_bytes": sum(l["bytes"] for l in levels),
+            "memtable_bytes": st.mem.approximate_size,
+            "immutable_memtables": len(st.imms),
+            "last_sequence": self._seq,
+            "flushes": s["flushes"],
+            "flush_bytes": s["flush_bytes"],
+            "compactions": s["compactions"],
+            "trivial_moves": s["trivial_moves"],
+            "compaction_bytes_read": s["compaction_bytes_read"],
+            "compaction_bytes_written": s["compaction_bytes_written"],
+            "wal_bytes": self._wal_bytes,
+            "write_amplification": (written / self._wal_bytes) if self._wal_bytes else 0.0,
+            "stall_micros": s["stall_micros"],
+            "stall_micros_slowdown": s["stall_micros_slowdown"],
+            "stall_micros_l0_stop": s["stall_micros_l0_stop"],
+            "stall_micros_memtable_stop": s["stall_micros_memtable_stop"],
+            "group_commits": s["group_commits"],
+            "grouped_writes": s["grouped_writes"],
+            "block_cache": {
+                "hits": hits, "misses": misses,
+                "hit_rate": hits / (hits + misses) if hits + misses else 0.0,
+                "usage": bc.usage if bc else 0,
+                "capacity": bc.capacity if bc else 0,
+            },
+            "table_cache": {"hits": self._table_cache.hits, "misses": self._table_cache.misses},
+            "live_snapshots": sum(self._snapshots.values()),
+            "pinned_versions": len(self._pins),
+            "background_error": None if self._bg_error is None else repr(self._bg_error),
+            "recovery": list(self._recovery_report),
+        }
+        status = getattr(self._target, "status", None)
+        if callable(status):
+            try:
+                out["device"] = status()
+            except Error as exc:
+                out["device"] = {"error": repr(exc)}
+        return out
+
+    def get_property(self, name: Any) -> str | None:
+        """RocksDB-style properties: ``lsm.stats``, ``lsm.num-files-at-level<N>``,
+        ``lsm.sstables``, ``lsm.num-immutable-mem-table``, ``lsm.cur-size-all-mem-tables``,
+        ``lsm.total-sst-files-size``, ``lsm.last-sequence``, ``lsm.background-errors``,
+        ``lsm.estimate-num-keys``.  ``leveldb.``/``rocksdb.`` prefixes are accepted.
+        Unknown names return None."""
+        if isinstance(name, (bytes, bytearray, memoryview)):
+            name = bytes(name).decode("utf-8", "replace")
+        if not isinstance(name, str):
+            raise ArgumentTypeError(f"name must be a str or bytes, got {type(name).__name__}")
+        self._check_open()
+        for p in ("leveldb.", "rocksdb."):
+            if name.startswith(p):
+                name = "lsm." + name[len(p):]
+        st = self._state
+        v = st.version
+        if name.startswith("lsm.num-files-at-level"):
+            try:
+                level = int(name[len("lsm.num-files-at-level"):])
+            except ValueError:
+                return None
+            return str(len(v.levels[level])) if 0 <= level < len(v.levels) else None
+        if name == "lsm.sstables":
+            lines = []
+            for i, files in enumerate(v.levels):
+                lines.append(f"--- level {i} ---")
+                for f in files:
+                    lines.append(f" {f.number}:{f.size}[{f.smallest_seq} .. {f.largest_seq}]"
+                                 f"['{f.smallest[:-8]!r}' .. '{f.largest[:-8]!r}']")
+            return "\n".join(lines) + "\n"
+        if name == "lsm.stats":
+            s = self.stats()
+            lines = ["Level  Files  Size(MB)"]
+            for l in s["levels"]:
+                lines.append(f"{l['level']:5d} {l['files']:6d} {l['bytes'] / 1048576:9.3f}")
+            lines.append(f"write amplification: {s['write_amplification']:.2f}")
+            lines.append(f"compaction bytes read/written: {s['compaction_bytes_read']}/"
+                         f"{s['compaction_bytes_written']}")
+            lines.append(f"stall micros: {s['stall_micros']}")
+            lines.append(f"block cache hit rate: {s['block_cache']['hit_rate']:.3f}")
+            return "\n".join(lines) + "\n"
+        if name == "lsm.num-immutable-mem-table":
+            return str(len(st.imms))
+        if name == "lsm.cur-size-all-mem-tables":
+            return str(sum(m.approximate_size for m in st.memtables()))
+        if name == "lsm.total-sst-files-size":
+            return str(sum(f.size for files in v.levels for f in files))
+        if name == "lsm.last-sequence":
+            return str(self._seq)
+        if name == "lsm.background-errors":
+            return "0" if self._bg_error is None else "1"
+        if name == "lsm.estimate-num-keys":
+            return str(sum(m.num_entries for m in st.memtables())
+                       + sum(f.num_entries for files in v.levels for f in files))
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Close the DB.  Live iterators and snapshots raise ClosedError afterwards.
+        Idempotent."""
+        if self._closed:
+            return
+        with self._wlock:
+            if self._closed:
+                return
+            self._closed = True
+        with self._mutex:
+            self._shutting_down = True
+            self._cv.notify_all()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join()
+        for c in list(self._cursors):
+            c._invalidate()
+        for s in list(self._snapshot_objs):
+            s._closed = True
+        err: BaseException | None = None
+        for closer in (getattr(self._log, "close", None), self._versions.close,
+                       self._table_cache.close, self._lock_handle.release):
+            try:
+                if closer is not None:
+                    closer()
+            except BaseException as exc:
+                err = err or exc
+        if self._owns_fs:
+            try:
+                self._fs.close()
+            except BaseException as exc:
+                err = err or exc
+        if err is not None:
+            raise err
+
+    def __enter__(self) -> "DB":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<lsm.DB {self.name!r}{' closed' if self._closed else ''}>"
+
+    def _check(self) -> None:
+        """Assert invariants of the live state (for tests)."""
+        st = self._state
+        st._check()
+        st.version._check()
+        assert self._seq >= st.mem.last_seq
+
+
+def _flush_main(ref: "weakref.ref[DB]") -> None:
+    while True:
+        db = ref()
+        if db is None:
+            return
+        with db._mutex:
+            while not db._shutting_down and (not db._state.imms or db._bg_error is not None):
+                db._cv.wait(0.5)
+                if ref() is None:
+                    return
+            if db._shutting_down:
+                return
+        try:
+            db._flush_step()
+        except BaseException as exc:
+            db._set_bg_error(exc)
+        del db
+
+
+def _compaction_main(ref: "weakref.ref[DB]") -> None:
+    while True:
+        db = ref()
+        if db is None:
+            return
+        with db._mutex:
+            while not db._shutting_down and (not db._compaction_wanted or db._bg_error is not None):
+                db._cv.wait(0.5)
+            if db._shutting_down:
+                return
+            db._compaction_wanted = False
+        try:
+            while not db._shutting_down and db._bg_error is None and db._compaction_step():
+                pass
+        except BaseException as exc:
+            db._set_bg_error(exc)
+        del db
+
+
+class BoundWriteBatch(WriteBatch):
+    """A WriteBatch bound to a DB (``DB.write_batch()``): ``write()`` applies it;
+    as a context manager it is applied on exit (skipped when ``transaction``
+    is set and the block raised)."""
+
+    __slots__ = ("_db", "_sync", "_transaction")
+
+    def __init__(self, db: DB, sync: bool = False, transaction: bool = False) -> None:
+        super().__init__(max_key_size=db._max_key, max_value_size=db._max_value)
+        self._db = db
+        self._sync = sync
+        self._transaction = transaction
+
+    def write(self) -> None:
+        """Apply the batch atomically, then clear it."""
+        self._db.write(self, sync=self._sync)
+        self.clear()
+
+    def __enter__(self) -> "BoundWriteBatch":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and self._transaction:
+            self.clear()
+            return
+        self.write()
+
+
+class _PrefixedBatch(BoundWriteBatch):
+    __slots__ = ("_prefix",)
+
+    def __init__(self, db: DB, prefix: bytes, sync: bool, transaction: bool) -> None:
+        super().__init__(db, sync, transaction)
+        self._prefix = prefix
+
+    def put(self, key: bytes, value: bytes) -> None:
+        super().put(self._prefix + check_bytes(key, "key"), value)
+
+    def delete(self, key: bytes) -> None:
+        super().delete(self._prefix + check_bytes(key, "key"))
+
+    def delete_range(self, start: bytes, stop: bytes) -> None:
+        super().delete_range(self._prefix + check_bytes(start, "start"),
+                             self._prefix + check_bytes(stop, "stop"))
+
+
+class Snapshot:
+    """A read-only view of the DB as of ``DB.snapshot()``.  Close it (or use it as a
+    context manager) so compaction may drop the versions it keeps alive."""
+
+    def __init__(self, db: DB, seq: int, prefix: bytes = b"") -> None:
+        self._db = db
+        self._seq = seq
+        self._prefix = prefix
+        self._closed = False
+        self._owner = True
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ClosedError("snapshot is closed")
+        self._db._check_open()
+
+    @property
+    def sequence(self) -> int:
+        return self._seq
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        key = self._db._key(key)
+        self._check()
+        return self._db._get(self._db._state, self._prefix + key, self._seq, default)
+
+    def __getitem__(self, key: Any) -> bytes:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: Any) -> bool:
+        return self.get(key) is not None
+
+    def iterator(self, start: Any = None, stop: Any = None, include_start: bool = True,
+                 include_stop: bool = False, prefix: Any = None, reverse: bool = False,
+                 include_key: bool = True, include_value: bool = True) -> Iterator:
+        self._check()
+        return self._db._iterator(self._prefix, start, stop, include_start, include_stop,
+                                  prefix, reverse, include_key, include_value, self._root())
+
+    def _root(self) -> "Snapshot":
+        return self
+
+    def items(self, **kw: Any) -> Iterator:
+        return self.iterator(**kw)
+
+    def keys(self, **kw: Any) -> Iterator:
+        return self.iterator(include_key=True, include_value=False, **kw)
+
+    def values(self, **kw: Any) -> Iterator:
+        return self.iterator(include_key=False, include_value=True, **kw)
+
+    def __iter__(self) -> Iterator:
+        return self.iterator()
+
+    def raw_iterator(self) -> RawIterator:
+        self._check()
+        return self._db._raw_iterator(self._prefix, self)
+
+    def close(self) -> None:
+        """Release the snapshot (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            if self._owner and not self._db._closed:
+                self._db._release_snapshot(self._seq)
+
+    release = close
+
+    def __enter__(self) -> "Snapshot":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class PrefixedDB:
+    """A view of the keys of ``db`` that start with ``prefix``; the prefix is
+    added on writes and stripped from returned keys."""
+
+    def __init__(self, db: DB, prefix: bytes) -> None:
+        self.db = db
+        self.prefix = prefix
+
+    def _k(self, key: Any, name: str = "key") -> bytes:
+        return self.prefix + check_bytes(key, name)
+
+    def put(self, key: Any, value: Any, sync: bool = False) -> None:
+        self.db.put(self._k(key), value, sync=sync)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.db.get(self._k(key), default)
+
+    def delete(self, key: Any, sync: bool = False) -> None:
+        self.db.delete(self._k(key), sync=sync)
+
+    def delete_range(self, start: Any, stop: Any, sync: bool = False) -> None:
+        self.db.delete_range(self._k(start, "start"), self._k(stop, "stop"), sync=sync)
+
+    def __getitem__(self, key: Any) -> bytes:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.delete(key)
+
+    def __contains__(self, key: Any) -> bool:
+        return self.get(key) is not None
+
+    def write_batch(self, sync: bool = False, transaction: bool = False) -> BoundWriteBatch:
+        self.db._check_open()
+        return _PrefixedBatch(self.db, self.prefix, _as_bool(sync, "sync"),
+                              _as_bool(transaction, "transaction"))
+
+    def iterator(self, start: Any = None, stop: Any = None, include_start: bool = True,
+                 include_stop: bool = False, prefix: Any = None, reverse: bool = False,
+                 include_key: bool = True, include_value: bool = True,
+                 snapshot: Snapshot | None = None) -> Iterator:
+        return self.db._iterator(self.prefix, start, stop, include_start, include_stop, prefix,
+                                 reverse, include_key, include_value, snapshot)
+
+    def items(self, **kw: Any) -> Iterator:
+        return self.iterator(**kw)
+
+    def keys(self, **kw: Any) -> Iterator:
+        return self.iterator(include_key=True, include_value=False, **kw)
+
+    def values(self, **kw: Any) -> Iterator:
+        return self.iterator(include_key=False, include_value=True, **kw)
+
+    def __iter__(self) -> Iterator:
+        return self.iterator()
+
+    def raw_iterator(self, snapshot: Snapshot | None = None) -> RawIterator:
+        return self.db._raw_iterator(self.prefix, snapshot)
+
+    def snapshot(self) -> Snapshot:
+        snap = self.db.snapshot()
+        snap._prefix = self.prefix
+        return snap
+
+    def prefixed_db(self, prefix: Any) -> "PrefixedDB":
+        return PrefixedDB(self.db, self.prefix + check_bytes(prefix, "prefix"))
+
+    @property
+    def closed(self) -> bool:
+        return self.db.closed
+
+    def __repr__(self) -> str:
+        return f"<lsm.PrefixedDB {self.prefix!r} of {self.db!r}>"
+
+
+# -- whole-DB operations -----------------------------------------------------------------
+
+
+def destroy_db(target: Any) -> None:
+    """Delete every file of the DB at ``target`` (a directory path or a block
+    device).  Files that are not ours are left alone; a directory left empty
+    is removed.  LockError if the DB is open."""
+    if isinstance(target, (str, os.PathLike)):
+        path = os.fspath(target)
+        if not os.path.isdir(path):
+            return
+        fs: FileSystem = PosixFS(path)
+    elif isinstance(target, BlockDevice):
+        from blockdev.blockfs import BlockFS
+        try:
+            fs = BlockFS(target)
+        except UnsupportedFormatError:
+            return
+    else:
+        raise ArgumentTypeError(
+            f"target must be a path or a blockdev.BlockDevice, got {type(target).__name__}")
+    try:
+        lock = fs.lock(filenames.LOCK)
+        try:
+            for name in fs.list():
+                if filenames.parse_file_name(name) is not None and name != filenames.LOCK:
+                    fs.delete(name)
+        finally:
+            lock.release()
+        try:
+            fs.delete(filenames.LOCK)
+        except NotFoundError:
+            pass
+        fs.sync_dir()
+    finally:
+        fs.close()
+    if isinstance(target, (str, os.PathLike)):
+        try:
+            os.rmdir(os.fspath(target))
+        except OSError:
+            pass   # not empty: foreign files stay
+
+
+def repair_db(target: Any, **options: Any) -> dict:
+    """Rebuild a DB from the tables and logs that survive: every readable entry of
+    every table (a damaged table contributes the entries before the damage) and of
+    every log is merged into new tables in one sorted run at level 1, under a new
+    MANIFEST.  Returns a report dict.  The DB must not be open."""
+    from lsm.repair import repair
+    return repair(target, **options)
