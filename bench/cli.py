@@ -159,7 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("scenarios")
     g.add_argument("--scenario", choices=SCENARIOS, default=None,
                    help="superdisk: the same workload on network, local and superdisk devices; "
-                        "cache-loss: lose the superdisk cache in the middle of readrandom")
+                        "cache-loss: lose the superdisk cache in the middle of readrandom "
+                        "(scenarios default to --num 20000 --reads 2000 --cache-size 0)")
+    g.add_argument("--duration", type=_positive_int, default=12,
+                   help="seconds of readrandom in the cache-loss scenario (default 12)")
     return p
 
 
@@ -188,7 +191,9 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = None, err: TextIO =
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args._explicit = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
     cfg = _config(args, parser)
     if args.scenario is not None:
         from bench import scenarios

@@ -167,16 +167,22 @@ def write_json(path: str, doc: dict) -> None:
 
 
 def plot(results: list, path: str, title: str = "lsm-bench") -> None:
-    """Write a PNG: ops/s bars per workload × engine, and read latency CDFs."""
+    """Write a PNG: ops/s bars per workload × engine on top, and below one
+    latency-CDF panel per read workload (one line per engine)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     workloads = list(dict.fromkeys(r.workload for r in results))
     engines = list(dict.fromkeys(r.engine for r in results))
-    reads = [r for r in results if r.workload in READ_WORKLOADS and r.hist.count]
-    fig, axes = plt.subplots(1, 2 if reads else 1, figsize=(15 if reads else 9, 5.5), squeeze=False)
-    ax = axes[0][0]
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    color = {e: palette[i % len(palette)] for i, e in enumerate(engines)}
+    read_wls = [w for w in workloads if w in READ_WORKLOADS
+                and any(r.workload == w and r.hist.count for r in results)]
+    ncols = max(1, len(read_wls))
+    fig = plt.figure(figsize=(max(10, 3.6 * ncols), 9 if read_wls else 5))
+    grid = fig.add_gridspec(2 if read_wls else 1, ncols)
+    ax = fig.add_subplot(grid[0, :])
     width = 0.8 / max(1, len(engines))
     for i, eng in enumerate(engines):
         xs, ys = [], []
@@ -185,24 +191,27 @@ def plot(results: list, path: str, title: str = "lsm-bench") -> None:
             if r is not None and r.ops_per_sec > 0:
                 xs.append(j + (i - (len(engines) - 1) / 2) * width)
                 ys.append(r.ops_per_sec)
-        ax.bar(xs, ys, width=width, label=eng)
+        ax.bar(xs, ys, width=width, label=eng, color=color[eng])
     ax.set_xticks(range(len(workloads)))
-    ax.set_xticklabels(workloads, rotation=30, ha="right")
+    ax.set_xticklabels(workloads, rotation=20, ha="right")
     ax.set_yscale("log")
     ax.set_ylabel("ops/s (log scale)")
-    ax.set_title("throughput per workload")
+    ax.set_title("throughput per workload and engine")
     ax.legend(fontsize=8)
     ax.grid(axis="y", which="both", alpha=0.3)
-    if reads:
-        ax2 = axes[0][1]
-        for r in reads:
+    for c, wl in enumerate(read_wls):
+        ax2 = fig.add_subplot(grid[1, c])
+        for r in results:
+            if r.workload != wl or not r.hist.count:
+                continue
             pts = r.hist.cdf()
             ax2.step([p[0] / 1e3 for p in pts], [p[1] for p in pts], where="post",
-                     label=f"{r.engine} {r.workload}")
+                     label=r.engine, color=color[r.engine])
         ax2.set_xscale("log")
-        ax2.set_xlabel("latency (µs, log scale)")
-        ax2.set_ylabel("fraction of operations ≤ x")
-        ax2.set_title("latency CDF of read workloads")
+        ax2.set_xlabel("latency (µs, log)")
+        if c == 0:
+            ax2.set_ylabel("fraction of ops ≤ x")
+        ax2.set_title(f"{wl} latency CDF", fontsize=10)
         ax2.legend(fontsize=7)
         ax2.grid(alpha=0.3, which="both")
     fig.suptitle(title)

@@ -1,0 +1,289 @@
+"""Tests of lsm-bench (bench/): histogram, data generation, every workload on
+every installed engine at a tiny --num, the JSON document, the PNG plot, the
+argument errors, devices and the superdisk scenarios (when their parts exist)."""
+
+from __future__ import annotations
+
+import array
+import io
+import json
+import os
+import random
+
+import pytest
+
+from bench import cli, report
+from bench.data import DataSpec, ValueSource
+from bench.devices import device_support
+from bench.engines import ENGINES, EngineOptions, engine_class
+from bench.histogram import Histogram, bucket_bounds, bucket_index
+from bench.workloads import WORKLOADS
+from blockdev.errors import ArgumentTypeError, InvalidArgumentError
+
+ALL = ",".join(WORKLOADS)
+TINY = 300
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _engine_param(name: str):
+    ok, why = engine_class(name).available()
+    return pytest.param(name, marks=pytest.mark.skipif(not ok, reason=f"{name}: {why}"))
+
+
+ENGINE_PARAMS = [_engine_param(n) for n in ENGINES]
+
+
+def run(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    rc = cli.main(argv, out=out, err=err)
+    return rc, out.getvalue(), err.getvalue()
+
+
+# -- histogram ---------------------------------------------------------------
+
+def test_bucket_bounds_cover_values():
+    for v in list(range(200)) + [random.Random(1).randrange(1 << 40) for _ in range(2000)]:
+        lo, hi = bucket_bounds(bucket_index(v))
+        assert lo <= v < hi
+        assert hi - lo <= max(1, lo // 32)  # log-linear: at most ~3% wide
+
+
+def test_histogram_percentiles_close_to_exact():
+    rnd = random.Random(7)
+    vals = [int(rnd.lognormvariate(9, 1.2)) for _ in range(20000)]
+    h = Histogram()
+    for v in vals:
+        h.add(v)
+    h._check()
+    s = sorted(vals)
+    for p in (50, 99, 99.9):
+        exact = s[min(len(s) - 1, int(len(s) * p / 100))]
+        assert abs(h.percentile(p) - exact) <= 0.04 * exact + 1
+    assert h.min == s[0] and h.max == s[-1] and h.count == len(vals)
+
+
+def test_histogram_add_many_equals_add_and_merge():
+    rnd = random.Random(3)
+    vals = [rnd.randrange(0, 10 ** 9) for _ in range(5000)] + [0, 1, 63, 64, 65]
+    a, b = Histogram(), Histogram()
+    for v in vals:
+        a.add(v)
+    b.add_many(array.array("q", vals))
+    assert a.nonzero_buckets() == b.nonzero_buckets()
+    assert (a.count, a.total, a.min, a.max) == (b.count, b.total, b.min, b.max)
+    c = Histogram()
+    c.merge(a)
+    c.merge(b)
+    c._check()
+    assert c.count == 2 * len(vals) and c.percentile(50) == pytest.approx(a.percentile(50))
+    cdf = c.cdf()
+    assert cdf[-1][1] == pytest.approx(1.0)
+    assert all(x1 <= x2 for (x1, _), (x2, _) in zip(cdf, cdf[1:]))
+
+
+def test_histogram_errors_and_empty():
+    h = Histogram()
+    assert h.percentile(99) == 0.0 and h.cdf() == []
+    with pytest.raises(InvalidArgumentError):
+        h.add(-1)
+    with pytest.raises(ArgumentTypeError):
+        h.add(1.5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        h.percentile(101)
+    with pytest.raises(InvalidArgumentError):
+        h.add_many([5, -1])
+
+
+# -- data --------------------------------------------------------------------
+
+def test_data_is_deterministic_and_sized():
+    s = DataSpec(num=1000, key_size=16, value_size=100, compressibility=0.5, seed=9)
+    o1 = [i for c in s.order("perm").chunks(100) for i in c]
+    o2 = [i for c in DataSpec(num=1000, seed=9).order("perm").chunks(300) for i in c]
+    assert o1 == o2 and sorted(o1) == list(range(1000))
+    assert o1 != [i for c in DataSpec(num=1000, seed=10).order("perm").chunks() for i in c]
+    assert s.key(42) == b"0000000000000042" and len(s.missing_key(5)) == 16
+    vals = ValueSource(s).take(50)
+    assert all(len(v) == 100 for v in vals)
+    import zlib
+    ratio = len(zlib.compress(b"".join(ValueSource(s).take(2000)))) / 200000
+    assert 0.35 < ratio < 0.75  # about the requested compressibility
+    with pytest.raises(InvalidArgumentError):
+        DataSpec(num=10 ** 6, key_size=4)
+    with pytest.raises(InvalidArgumentError):
+        DataSpec(num=10, compressibility=0)
+
+
+def test_engine_options_validate():
+    with pytest.raises(InvalidArgumentError):
+        EngineOptions(compression="zstd")
+    with pytest.raises(ArgumentTypeError):
+        EngineOptions(block_cache_size="big")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        engine_class("berkeleydb")
+
+
+# -- every workload on every engine -------------------------------------------
+
+@pytest.mark.parametrize("engine", ENGINE_PARAMS)
+def test_every_workload_runs(engine, tmp_path):
+    js = tmp_path / "out.json"
+    rc, out, err = run(["--num", str(TINY), "--benchmarks", ALL, "--engines", engine,
+                        "--json", str(js), "--no-progress"])
+    assert rc == 0, out + err
+    doc = json.loads(js.read_text())
+    got = [(r["engine"], r["workload"]) for r in doc["results"]]
+    assert got == [(engine, w) for w in WORKLOADS]
+    for r in doc["results"]:
+        assert r["ops"] > 0 and r["ops_per_sec"] > 0, r
+        assert not any(n.startswith("check_failed") for n in r["notes"]), r
+        assert r["latency_us"]["p50"] <= r["latency_us"]["p99"] <= r["latency_us"]["p999"]
+        assert sum(b[2] for b in r["histogram"]["buckets"]) == r["latency_us"]["count"]
+    by = {r["workload"]: r for r in doc["results"]}
+    assert by["readrandom"]["extra"]["found"] == TINY
+    assert by["readmissing"]["extra"]["found"] == 0
+    assert by["readseq"]["ops"] == TINY and by["readreverse"]["ops"] == TINY
+    assert by["fillsync"]["ops"] == max(1, TINY // 100)
+    for wl in WORKLOADS:
+        assert f"{engine:<10} {wl:<17}" in out
+
+
+@pytest.mark.skipif(not engine_class("lsm").available()[0],
+                    reason=f"lsm: {engine_class('lsm').available()[1]}")
+def test_lsm_figures_are_reported(tmp_path):
+    js = tmp_path / "lsm.json"
+    rc, out, err = run(["--num", "2000", "--benchmarks", "fillrandom,readrandom",
+                        "--engines", "lsm", "--json", str(js)])
+    assert rc == 0, out + err
+    doc = json.loads(js.read_text())
+    for r in doc["results"]:
+        for key in ("write_amp", "read_amp", "space_amp", "cache_hit_rate", "stall_s"):
+            assert key in r["extra"]
+    assert "w-amp" in out and "cache-hit" in out
+    assert doc["machine"]["lsm_implementation"] in ("native", "python")
+
+
+def test_threads_and_options(tmp_path):
+    peers = [n for n in ("plyvel", "lmdb", "sqlite3") if engine_class(n).available()[0]]
+    rc, out, err = run(["--num", "400", "--benchmarks", "fillrandom,readrandom,seekrandom,readwhilewriting",
+                        "--engines", ",".join(peers), "--threads", "2", "--key-size", "20",
+                        "--value-size", "50", "--compressibility", "1.0", "--seek-nexts", "3",
+                        "--reads", "500"])
+    assert rc == 0, out + err
+    assert "2 reader(s)" in out and "(500 of 500 found)" in out
+
+
+# -- JSON and plot -------------------------------------------------------------
+
+def test_json_has_documented_fields_and_plot_is_png(tmp_path):
+    js, png = tmp_path / "r.json", tmp_path / "r.png"
+    rc, out, err = run(["--num", "500", "--benchmarks", "fillseq,readrandom,readseq",
+                        "--engines", "sqlite3,lmdb",
+                        "--json", str(js), "--plot", str(png), "--seed", "5"])
+    assert rc == 0, out + err
+    doc = json.loads(js.read_text())
+    for f in report.JSON_FIELDS:
+        assert f in doc, f
+    assert doc["tool"] == "lsm-bench" and doc["schema"] == report.SCHEMA
+    for f in ("platform", "cpu_count", "python", "lsm_implementation"):
+        assert f in doc["machine"]
+    assert doc["options"]["num"] == 500 and doc["options"]["seed"] == 5
+    assert doc["options"]["engine_options"]["block_cache_size"] == 8 << 20
+    for r in doc["results"]:
+        for f in report.RESULT_FIELDS:
+            assert f in r, f
+        for p in ("p50", "p99", "p999"):
+            assert r["latency_us"][p] > 0
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert os.path.getsize(png) > 10000
+
+
+def test_missing_engine_is_skipped_with_note(monkeypatch, tmp_path):
+    from bench.engines import PlyvelEngine
+    monkeypatch.setattr(PlyvelEngine, "module", "plyvel_not_installed_here")
+    rc, out, err = run(["--num", "200", "--benchmarks", "fillseq", "--engines", "plyvel,sqlite3"])
+    assert rc == 0
+    assert "skipping plyvel" in err and "skipped plyvel" in out
+    assert "sqlite3    fillseq" in out
+
+
+def test_db_dir_is_kept_and_foreign_dir_refused(tmp_path):
+    d = tmp_path / "keep"
+    rc, out, err = run(["--num", "200", "--benchmarks", "fillseq", "--engines", "sqlite3",
+                        "--db", str(d)])
+    assert rc == 0, err
+    assert (d / "sqlite3" / "bench.sqlite").exists()
+    rc, out, err = run(["--num", "200", "--benchmarks", "fillseq", "--engines", "sqlite3",
+                        "--db", str(d)])
+    assert rc == 0, err  # lsm-bench's own directory is reused
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    rc, out, err = run(["--num", "200", "--benchmarks", "fillseq", "--engines", "sqlite3",
+                        "--db", str(foreign)])
+    assert rc == 1 and "not empty" in err
+    assert (foreign / "precious.txt").read_text() == "keep me"
+
+
+# -- argument errors -------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, what", [
+    (["--num", "0"], "--num"),
+    (["--num", "ten"], "--num"),
+    (["--benchmarks", "fillseq,bogus"], "bogus"),
+    (["--engines", "lsm,berkeleydb"], "berkeleydb"),
+    (["--compressibility", "1.5"], "--compressibility"),
+    (["--device", "tape"], "--device"),
+    (["--num", "100000", "--key-size", "3"], "key_size"),
+    (["--lsm-option", "novalue"], "KEY=VALUE"),
+    (["--threads", "-1"], "--threads"),
+    (["--scenario", "meteor"], "--scenario"),
+])
+def test_argument_errors(argv, what, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    assert what in capsys.readouterr().err
+
+
+# -- devices and scenarios ---------------------------------------------------------
+
+_lsm_ok, _lsm_why = engine_class("lsm").available()
+
+
+@pytest.mark.skipif(not _lsm_ok, reason=f"lsm: {_lsm_why}")
+@pytest.mark.skipif(not device_support("local")[0], reason=str(device_support("local")[1]))
+def test_lsm_on_emulated_local_device_and_peers_skipped():
+    rc, out, err = run(["--num", "300", "--benchmarks", "fillrandom,readrandom",
+                        "--engines", "lsm,sqlite3", "--device", "local"])
+    assert rc == 0, out + err
+    assert "skipping sqlite3" in err and "raw block device" in err
+    assert "dev-reads/get" in out
+
+
+@pytest.mark.skipif(not _lsm_ok, reason=f"lsm: {_lsm_why}")
+@pytest.mark.skipif(not device_support("superdisk")[0], reason=str(device_support("superdisk")[1]))
+def test_superdisk_scenario_runs(tmp_path):
+    js = tmp_path / "sd.json"
+    rc, out, err = run(["--scenario", "superdisk", "--num", "500", "--reads", "100",
+                        "--json", str(js)])
+    assert rc == 0, out + err
+    doc = json.loads(js.read_text())
+    sd = doc["scenarios"]["superdisk"]
+    assert set(sd["devices"]) == {"network", "local", "superdisk"}
+    assert set(sd["checks"]) >= {"read_p50_vs_local", "sync_put_p50_vs_network"}
+
+
+@pytest.mark.skipif(not _lsm_ok, reason=f"lsm: {_lsm_why}")
+@pytest.mark.skipif(not device_support("superdisk")[0], reason=str(device_support("superdisk")[1]))
+def test_cache_loss_scenario_keeps_serving(tmp_path):
+    js, png = tmp_path / "cl.json", tmp_path / "cl.png"
+    rc, out, err = run(["--scenario", "cache-loss", "--num", "500", "--duration", "3",
+                        "--json", str(js), "--plot", str(png)])
+    assert rc == 0, out + err
+    doc = json.loads(js.read_text())
+    cl = doc["scenarios"]["cache-loss"]
+    assert [e["event"] for e in cl["events"]][:1] == ["cache lost"]
+    assert cl["errors"] == []
+    assert all(w["ops"] > 0 for w in cl["windows"])  # it kept serving in every window
+    assert png.read_bytes()[:8] == PNG_MAGIC
