@@ -900,6 +900,7 @@ class BlockFS(FileSystem):
         self._locks: set[str] = set()
         self._pending = bytearray()
         self._pending_free: list[tuple[int, int]] = []
+        self._defer_free = False
         self._jpos = 0
         self._jtail = b""
         self._compact()
@@ -987,7 +988,7 @@ class BlockFS(FileSystem):
     def _release(self, runs: list[tuple[int, int]]) -> None:
         """Free blocks, waiting for the queued records (which may be what
         frees them) to become durable first."""
-        if self._pending:
+        if self._pending or self._defer_free:
             self._pending_free.extend(runs)
         else:
             self._free_now(runs)
@@ -1144,7 +1145,19 @@ class BlockFS(FileSystem):
         with self._mu:
             self._check_open()
             node = self._node(name)
-            self._log(REC_DELETE, _payload_delete(name))
+            try:
+                self._log(REC_DELETE, _payload_delete(name))
+            except NoSpaceError:
+                # The file table alone fills a journal area: drop the file
+                # and write the (smaller) table instead of a record.
+                del self._names[name]
+                self._defer_free = True
+                try:
+                    self._unlink(node)
+                finally:
+                    self._defer_free = False
+                self._compact()
+                return
             del self._names[name]
             self._unlink(node)
             self._commit()

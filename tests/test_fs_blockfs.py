@@ -1,0 +1,540 @@
+"""BlockFS specifics: format and mount errors, the superblock pair, the
+metadata journal (torn tail, compaction, crashes with lost device writes),
+the extent allocator, a full device, discard, check(), FileDevice."""
+
+from __future__ import annotations
+
+import random
+import struct
+from dataclasses import replace
+
+import pytest
+
+from blockdev import BlockFS
+from blockdev.blockfs import (
+    REC_EXTEND,
+    Superblock,
+    _Allocator,
+    _payload_extend,
+    encode_record,
+)
+from blockdev.device import MemoryDevice
+from blockdev.errors import (
+    CorruptionError,
+    InvalidArgumentError,
+    LockError,
+    NoSpaceError,
+    StorageIOError,
+    UnsupportedFormatError,
+)
+from blockdev.faulty import FaultyDevice
+
+
+def write_file(fs: BlockFS, name: str, data: bytes, sync: bool = True) -> None:
+    w = fs.create(name)
+    w.append(data)
+    if sync:
+        w.sync()
+    w.close()
+
+
+def read_all(fs: BlockFS, name: str) -> bytes:
+    with fs.open(name) as r:
+        return r.read(0, r.size)
+
+
+# -- format / mount -----------------------------------------------------------
+
+
+def test_mount_blank_device_names_it() -> None:
+    dev = MemoryDevice(1 << 20, name="blank-disk")
+    with pytest.raises(UnsupportedFormatError) as info:
+        BlockFS.mount(dev)
+    assert "blank-disk" in str(info.value)
+    assert info.value.file == "blank-disk"
+
+
+def test_mount_newer_version_refused() -> None:
+    dev = MemoryDevice(1 << 20, name="future")
+    fs = BlockFS.format(dev)
+    sb = fs.superblock
+    fs.close()
+    newer = replace(sb, format_version=sb.format_version + 1)
+    dev.write(4096 * (sb.sequence % 2), newer.encode())
+    with pytest.raises(UnsupportedFormatError, match="version 2"):
+        BlockFS.mount(dev)
+
+
+def test_mount_both_superblocks_corrupt() -> None:
+    dev = MemoryDevice(1 << 20, name="bad")
+    BlockFS.format(dev).close()
+    for slot in (0, 1):
+        raw = bytearray(dev.read(slot * 4096, 4096))
+        raw[:8] = b"SDKBLKFS"
+        raw[20] ^= 0xFF
+        dev.write(slot * 4096, bytes(raw))
+    with pytest.raises(CorruptionError) as info:
+        BlockFS.mount(dev)
+    assert info.value.file == "bad"
+
+
+def test_torn_newest_superblock_falls_back() -> None:
+    dev = MemoryDevice(2 << 20)
+    fs = BlockFS.format(dev)
+    write_file(fs, "a", b"A" * 5000)
+    fs.close()
+    fs = BlockFS.mount(dev)  # mount compacts: a new superblock
+    write_file(fs, "b", b"B" * 100)
+    seq = fs.superblock.sequence
+    fs._abandon()
+    # Tear the newest superblock: the previous one (and its area) is used.
+    dev.write(4096 * (seq % 2), b"\x00" * 100 + b"\xff" * 3996)
+    fs = BlockFS.mount(dev)
+    assert read_all(fs, "a") == b"A" * 5000
+    assert fs.superblock.sequence == seq  # seq-1 + the mount's compaction
+    fs.check()
+    fs.close()
+
+
+def test_create_flag_and_format() -> None:
+    dev = MemoryDevice(1 << 20)
+    fs = BlockFS(dev, create=True)
+    write_file(fs, "keep", b"k")
+    fs.close()
+    fs = BlockFS(dev, create=True)  # existing: mounted, not formatted
+    assert fs.list() == ["keep"]
+    fs.close()
+    fs = BlockFS.format(dev)
+    assert fs.list() == []
+    fs.close()
+
+
+def test_double_mount_is_locked() -> None:
+    dev = MemoryDevice(1 << 20, name="shared")
+    fs = BlockFS.format(dev)
+    with pytest.raises(LockError, match="shared"):
+        BlockFS.mount(dev)
+    fs.close()
+    BlockFS.mount(dev).close()
+
+
+def test_format_rejects_tiny_or_small_block_devices() -> None:
+    with pytest.raises(InvalidArgumentError):
+        BlockFS.format(MemoryDevice(8 * 4096))
+    with pytest.raises(InvalidArgumentError):
+        BlockFS.format(MemoryDevice(1 << 20, block_size=256))
+    with pytest.raises(UnsupportedFormatError):
+        BlockFS.mount(MemoryDevice(4096))
+
+
+def test_superblock_round_trip_layout() -> None:
+    dev = MemoryDevice(1 << 20)
+    fs = BlockFS.format(dev, journal_blocks=4)
+    sb = fs.superblock
+    fs.close()
+    raw = dev.read(4096 * (sb.sequence % 2), 4096)
+    assert raw[:8] == b"SDKBLKFS"
+    assert struct.unpack_from("<I", raw, 8)[0] == 1
+    assert struct.unpack_from("<I", raw, 12)[0] == 4096
+    assert struct.unpack_from("<Q", raw, 16)[0] == 1 << 20
+    assert sb.area0_offset == 2 * 4096 and sb.area_length == 4 * 4096
+    assert sb.data_offset == 10 * 4096 and sb.data_blocks == 256 - 10
+    assert raw == sb.encode()
+
+
+# -- journal --------------------------------------------------------------------
+
+
+def test_torn_journal_tail_is_ignored() -> None:
+    dev = MemoryDevice(1 << 20, name="torn")
+    fs = BlockFS.format(dev)
+    write_file(fs, "a", b"a" * 3000)
+    sb = fs.superblock
+    jpos = fs._jpos
+    ino = fs._names["a"]
+    fs._abandon()
+    # A half-written EXTEND record after the valid ones.
+    rec = encode_record(REC_EXTEND, sb.sequence, _payload_extend(ino, 9000, [(200, 2)]))
+    area = bytearray(dev.read(sb.active_offset, sb.area_length))
+    area[jpos:jpos + len(rec) // 2] = rec[:len(rec) // 2]
+    dev.write(sb.active_offset, bytes(area))
+    fs = BlockFS.mount(dev)
+    assert fs.size("a") == 3000
+    assert read_all(fs, "a") == b"a" * 3000
+    fs.check()
+    fs.close()
+
+
+def test_record_from_an_older_epoch_is_ignored() -> None:
+    dev = MemoryDevice(1 << 20)
+    fs = BlockFS.format(dev)
+    write_file(fs, "a", b"a" * 10)
+    sb = fs.superblock
+    jpos = fs._jpos
+    ino = fs._names["a"]
+    fs._abandon()
+    rec = encode_record(REC_EXTEND, sb.sequence - 1, _payload_extend(ino, 20, []))
+    area = bytearray(dev.read(sb.active_offset, sb.area_length))
+    area[jpos:jpos + len(rec)] = rec
+    dev.write(sb.active_offset, bytes(area))
+    fs = BlockFS.mount(dev)
+    assert fs.size("a") == 10
+    fs.close()
+
+
+def test_checksummed_nonsense_record_is_corruption() -> None:
+    dev = MemoryDevice(1 << 20, name="nonsense")
+    fs = BlockFS.format(dev)
+    write_file(fs, "a", b"a")
+    sb = fs.superblock
+    jpos = fs._jpos
+    fs._abandon()
+    rec = encode_record(REC_EXTEND, sb.sequence, _payload_extend(999, 5, [(100, 1)]))
+    dev.write(sb.active_offset, _patch(dev.read(sb.active_offset, sb.area_length), jpos, rec))
+    with pytest.raises(CorruptionError) as info:
+        BlockFS.mount(dev)
+    assert info.value.file == "nonsense"
+    assert info.value.offset == sb.active_offset + jpos
+
+
+def test_overlapping_extents_in_journal_are_corruption() -> None:
+    dev = MemoryDevice(1 << 20)
+    fs = BlockFS.format(dev)
+    write_file(fs, "a", b"a" * 4096)
+    write_file(fs, "b", b"b")
+    sb = fs.superblock
+    jpos = fs._jpos
+    a_ext = fs._inodes[fs._names["a"]].extents[0]
+    ino_b = fs._names["b"]
+    fs._abandon()
+    # b claims a's block.
+    rec = encode_record(REC_EXTEND, sb.sequence, _payload_extend(ino_b, 4097, [(a_ext[0], 1)]))
+    dev.write(sb.active_offset, _patch(dev.read(sb.active_offset, sb.area_length), jpos, rec))
+    with pytest.raises(CorruptionError, match="belongs to both"):
+        BlockFS.mount(dev)
+
+
+def _patch(area: bytes, pos: int, rec: bytes) -> bytes:
+    buf = bytearray(area)
+    buf[pos:pos + len(rec)] = rec
+    return bytes(buf)
+
+
+def test_journal_compaction_keeps_state() -> None:
+    dev = MemoryDevice(2 << 20, block_size=512)
+    fs = BlockFS.format(dev, journal_blocks=4)
+    model: dict[str, bytes] = {}
+    seq0 = fs.superblock.sequence
+    for i in range(200):
+        name = f"f{i % 13}"
+        data = bytes([i % 256]) * (i * 37 % 3000 + 1)
+        write_file(fs, name, data)
+        model[name] = data
+        if i % 17 == 0:
+            fs.rename(name, f"r{i}")
+            model[f"r{i}"] = model.pop(name)
+        if i % 23 == 0 and model:
+            victim = sorted(model)[0]
+            fs.delete(victim)
+            del model[victim]
+    assert fs.superblock.sequence > seq0 + 5  # compacted several times
+    fs.check()
+    fs._abandon()
+    fs = BlockFS.mount(dev)
+    assert {n: read_all(fs, n) for n in fs.list()} == model
+    fs.check()
+    fs.close()
+
+
+def test_metadata_journal_full_is_nospace_and_recoverable() -> None:
+    dev = MemoryDevice(1 << 20, block_size=512)
+    fs = BlockFS.format(dev, journal_blocks=2)
+    names = []
+    with pytest.raises(NoSpaceError):
+        for i in range(100):
+            name = f"{i:03d}" + "n" * 200
+            write_file(fs, name, b"x")
+            names.append(name)
+    assert 2 <= len(names) < 100
+    for name in names[:-1]:
+        fs.delete(name)
+    write_file(fs, "after", b"fine")
+    fs.check()
+    fs._abandon()
+    fs = BlockFS.mount(dev)
+    assert "after" in fs.list()
+    fs.close()
+
+
+# -- crashes with lost device writes ------------------------------------------
+
+
+class Model:
+    """Files and their synced contents for crash tests."""
+
+    def __init__(self) -> None:
+        self.synced: dict[str, bytes] = {}     # durable name -> synced bytes
+        self.appended: dict[str, bytes] = {}   # name -> every appended byte
+
+    def check(self, fs: BlockFS) -> None:
+        names = set(fs.list())
+        for name, data in self.synced.items():
+            assert name in names, f"synced file {name} lost"
+            got = read_all(fs, name)
+            assert got[:len(data)] == data, f"synced bytes of {name} damaged"
+            full = self.appended.get(name, data)
+            assert full.startswith(got), f"{name} holds bytes never appended"
+        fs.check()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_crash_with_lost_device_writes(seed: int) -> None:
+    rng = random.Random(seed)
+    dev = FaultyDevice(MemoryDevice(1 << 20, name=f"crash{seed}"))
+    fs = BlockFS.format(dev, journal_blocks=2)
+    model = Model()
+    writers: dict[str, object] = {}
+    for step in range(rng.randrange(20, 120)):
+        op = rng.random()
+        if op < 0.2 or not writers:
+            name = f"f{rng.randrange(6)}"
+            w = fs.create(name)
+            writers[name] = w
+            model.appended[name] = b""
+            model.synced.pop(name, None)  # replaced: not durable until synced
+        elif op < 0.6:
+            name = rng.choice(sorted(writers))
+            data = bytes([step % 256]) * rng.choice([1, 100, 4000, 4096, 9000])
+            writers[name].append(data)
+            model.appended[name] += data
+        elif op < 0.85:
+            name = rng.choice(sorted(writers))
+            writers[name].sync()
+            model.synced[name] = model.appended[name]
+        elif op < 0.92:
+            name = rng.choice(sorted(writers))
+            if name in model.synced:
+                writers.pop(name).close()
+                fs.delete(name)
+                del model.synced[name]
+                del model.appended[name]
+        else:
+            fs.sync_dir()
+    dev.crash(mode="random" if seed % 2 else "all", seed=seed)
+    dev.restart()
+    fs._abandon()
+    fs = BlockFS.mount(dev)
+    model.check(fs)
+    # The recovered file system keeps working.
+    write_file(fs, "post-crash", b"p" * 5000)
+    fs.close()
+    fs = BlockFS.mount(dev)
+    assert read_all(fs, "post-crash") == b"p" * 5000
+    fs.close()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_crash_during_compaction(seed: int) -> None:
+    """Crash right after each of the compaction's writes, before its flush
+    completes (a failing flush keeps the writes unflushed)."""
+    rng = random.Random(100 + seed)
+    dev = FaultyDevice(MemoryDevice(1 << 20))
+    fs = BlockFS.format(dev, journal_blocks=2)
+    model = Model()
+    for i in range(40):
+        name = f"f{i % 5}"
+        data = bytes([i]) * rng.randrange(1, 3000)
+        write_file(fs, name, data)
+        model.synced[name] = model.appended[name] = data
+    seq = fs.superblock.sequence
+    dev.fail_flushes(True)
+    with pytest.raises(StorageIOError):
+        for i in range(200):
+            write_file(fs, f"g{i % 3}", b"g" * 100)
+    dev.crash(mode="random", seed=seed)
+    dev.fail_flushes(False)
+    dev.restart()
+    fs._abandon()
+    fs = BlockFS.mount(dev)
+    assert fs.superblock.sequence >= seq
+    model.check(fs)
+    fs.close()
+
+
+# -- space ----------------------------------------------------------------------
+
+
+def test_full_device_nospace_and_still_usable() -> None:
+    dev = FaultyDevice(MemoryDevice(512 * 1024, name="small"))
+    fs = BlockFS.format(dev)
+    w = fs.create("big")
+    chunk = b"z" * 10000
+    with pytest.raises(NoSpaceError):
+        for _ in range(1000):
+            w.append(chunk)
+    size = w.size
+    assert size % 10000 == 0 and size > 0  # the failed append added nothing
+    w.sync()
+    w.close()
+    fs.check()
+    w2 = fs.create("small")
+    with pytest.raises(NoSpaceError):
+        w2.append(b"q" * 100000)
+    assert w2.size == 0
+    w2.close()
+    discards = dev.counters["discards"]
+    fs.delete("big")
+    assert dev.counters["discards"] > discards  # freed extents are discarded
+    write_file(fs, "again", b"a" * 200000)
+    assert read_all(fs, "again") == b"a" * 200000
+    report = fs.check()
+    assert report.files == 2
+    fs.close()
+    fs = BlockFS.mount(dev)
+    assert fs.size("again") == 200000
+    fs.close()
+
+
+def test_growing_files_get_contiguous_extents_and_free_coalesces() -> None:
+    dev = MemoryDevice(64 << 20)
+    fs = BlockFS.format(dev)
+    writers = [fs.create(f"t{i}") for i in range(3)]
+    for _ in range(64):  # interleaved 64 KiB appends, 4 MiB per file
+        for w in writers:
+            w.append(b"d" * 65536)
+    for w in writers:
+        w.sync()
+        w.close()
+    for i in range(3):
+        node = fs._inodes[fs._names[f"t{i}"]]
+        assert len(node.extents) <= 8, node.extents  # chunks grow to 1 MiB
+    for i in range(3):
+        fs.delete(f"t{i}")
+    assert len(fs._alloc.extents()) == 1
+    assert fs.check().free_blocks == fs.superblock.data_blocks
+    fs.close()
+
+
+def test_allocator_unit() -> None:
+    a = _Allocator(10, 110)
+    a.free(10, 100)
+    a._check()
+    x = a.allocate(30, 30)
+    assert x == [(10, 30)]
+    y = a.allocate(10, 10, hint=40)
+    assert y == [(40, 10)]
+    a.free(10, 30)
+    a._check()
+    z = a.allocate(50, 50)
+    assert z == [(50, 50)]
+    with pytest.raises(NoSpaceError):
+        a.allocate(100, 41)
+    assert a.allocate(100, 5) == [(10, 5)]  # falls back to need
+    a.free(40, 10)
+    a.free(10, 5)
+    a.free(50, 50)
+    a._check()
+    assert a.extents() == [(10, 100)]
+    with pytest.raises(AssertionError):
+        a.free(20, 5)  # double free
+    # Fragmented: the request is met from several extents.
+    b = _Allocator(0, 10)
+    for s in (0, 3, 6, 9):
+        b.free(s, 1)
+    assert sorted(b.allocate(3, 3)) == [(0, 1), (3, 1), (6, 1)]
+
+
+# -- check() ----------------------------------------------------------------------
+
+
+def test_check_catches_overlapping_table() -> None:
+    fs = BlockFS.format(MemoryDevice(1 << 20, name="fsck"))
+    write_file(fs, "a", b"a" * 8192)
+    write_file(fs, "b", b"b" * 8192)
+    fs.check()
+    node_b = fs._inodes[fs._names["b"]]
+    node_a = fs._inodes[fs._names["a"]]
+    node_b.extents[0] = node_a.extents[0]  # corrupt the in-memory table
+    with pytest.raises(CorruptionError, match="belongs to both") as info:
+        fs.check()
+    assert info.value.file == "fsck"
+    fs._abandon()
+
+
+def test_check_catches_allocator_leak_and_bad_size() -> None:
+    fs = BlockFS.format(MemoryDevice(1 << 20))
+    write_file(fs, "a", b"a" * 100)
+    fs._alloc.allocate(3, 3)  # blocks lost: neither used nor free
+    with pytest.raises(CorruptionError, match="neither used nor free"):
+        fs.check()
+    fs._abandon()
+    fs = BlockFS.format(MemoryDevice(1 << 20))
+    write_file(fs, "a", b"a" * 100)
+    fs._inodes[fs._names["a"]].size = 10 ** 6
+    with pytest.raises(CorruptionError, match="size beyond extents"):
+        fs.check()
+    fs._abandon()
+
+
+def test_check_catches_damaged_journal_on_device() -> None:
+    dev = MemoryDevice(1 << 20)
+    fs = BlockFS.format(dev)
+    for i in range(5):
+        write_file(fs, f"f{i}", b"x" * 100)
+    sb = fs.superblock
+    raw = bytearray(dev.read(sb.active_offset, 4096))
+    raw[30] ^= 0x40  # inside the first record
+    dev.write(sb.active_offset, bytes(raw))
+    with pytest.raises(CorruptionError, match="journal"):
+        fs.check()
+    fs._abandon()
+
+
+# -- other devices ----------------------------------------------------------------
+
+
+def test_blockfs_on_file_device(tmp_path) -> None:
+    from blockdev.file import FileDevice
+
+    path = tmp_path / "disk.img"
+    dev = FileDevice(path, size=8 << 20, create=True)
+    fs = BlockFS(dev, create=True)
+    payload = bytes(range(256)) * 1000
+    write_file(fs, "000001.sst", payload)
+    w = fs.create("LOG")
+    w.append(b"tail bytes")
+    w.sync()
+    w.close()
+    fs.close()
+    dev.close()
+    dev = FileDevice(path)
+    fs = BlockFS.mount(dev)
+    assert read_all(fs, "000001.sst") == payload
+    assert read_all(fs, "LOG") == b"tail bytes"
+    fs.check()
+    fs.close()
+    dev.close()
+
+
+def test_device_write_error_surfaces() -> None:
+    dev = FaultyDevice(MemoryDevice(1 << 20))
+    fs = BlockFS.format(dev)
+    w = fs.create("a")
+    dev.fail_writes(True)
+    with pytest.raises(StorageIOError):
+        w.append(b"x" * 8192)
+    dev.fail_writes(False)
+    w.close()
+    fs.close()
+
+
+def test_superblock_validate_catches_truncated_device() -> None:
+    dev = MemoryDevice(1 << 20, name="big")
+    BlockFS.format(dev).close()
+    small = MemoryDevice(512 * 1024, name="small")
+    small.write(0, dev.read(0, 512 * 1024))
+    with pytest.raises(CorruptionError, match="only"):
+        BlockFS.mount(small)
+    sb = Superblock(1, 4096, 1 << 20, b"u" * 16, 1, 0, 8192, 8192 + 65536, 65536,
+                    8192 + 2 * 65536, (1 << 20) // 4096 - 34)
+    sb.validate(dev)
