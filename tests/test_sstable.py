@@ -1,0 +1,434 @@
+"""Tests of lsm/sstable: builder -> reader round trips, get() against a model,
+block scans, corruption, truncation and format versions."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from blockdev.errors import (
+    ArgumentTypeError,
+    ClosedError,
+    CorruptionError,
+    InvalidArgumentError,
+    UnsupportedFormatError,
+)
+from blockdev.fs import PosixFS
+from lsm import _native as N
+from lsm.cache import BlockCache
+from lsm.dbformat import (
+    KIND_TOMBSTONE,
+    KIND_VALUE,
+    MAX_SEQUENCE,
+    compare_internal,
+    internal_sort_key,
+    lookup_key,
+    pack_internal_key,
+)
+from lsm.sstable import TableBuilder, TableReader
+from lsm.sstable.format import FOOTER_SIZE, TABLE_MAGIC, encode_footer, decode_footer
+
+
+@pytest.fixture
+def fs(tmp_path):
+    f = PosixFS(str(tmp_path / "db"), create=True)
+    yield f
+    f.close()
+
+
+def build(fs, name, entries, rts=(), **opts):
+    w = fs.create(name)
+    b = TableBuilder(w, name=name, **opts)
+    for k, v in entries:
+        b.add(k, v)
+    for s, e, q in rts:
+        b.add_range_tombstone(s, e, q)
+    est = b.estimated_size
+    props = b.finish()
+    w.sync()
+    w.close()
+    return props, est
+
+
+def open_table(fs, name, **kw):
+    return TableReader(fs.open(name), name, **kw)
+
+
+def get_bytes(fs, name):
+    f = fs.open(name)
+    try:
+        return f.read(0, f.size)
+    finally:
+        f.close()
+
+
+def put_bytes(fs, name, data):
+    w = fs.create(name)
+    w.append(data)
+    w.close()
+
+
+def make_entries(rng, n_keys, max_versions=3, value_size=(0, 200), tomb_p=0.2):
+    """Sorted internal entries: distinct user keys, several versions each."""
+    users = sorted({rng.randbytes(rng.randrange(0, 12)) for _ in range(n_keys)})
+    seq = 1
+    out = []
+    for uk in users:
+        seqs = sorted(rng.sample(range(1, 10 * n_keys + 10), rng.randrange(1, max_versions + 1)),
+                      reverse=True)
+        for s in seqs:
+            kind = KIND_TOMBSTONE if rng.random() < tomb_p else KIND_VALUE
+            v = b"" if kind == KIND_TOMBSTONE else rng.randbytes(rng.randrange(*value_size))
+            out.append((pack_internal_key(uk, s, kind), v))
+        seq += 1
+    return out
+
+
+def model_get(entries, uk, read_seq):
+    best = None
+    for k, v in entries:
+        if k[:-8] == uk:
+            t = int.from_bytes(k[-8:], "little")
+            if t >> 8 <= read_seq and (best is None or t >> 8 > best[0]):
+                best = (t >> 8, t & 0xFF, v)
+    return best
+
+
+# ---------------------------------------------------------------------------
+# round trips
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**32), n=st.integers(0, 300), block_size=st.sampled_from([64, 256, 4096]),
+       restart=st.sampled_from([1, 2, 16]), bloom=st.sampled_from([0, 10]),
+       compression=st.sampled_from(["lz4", None]), n_rt=st.integers(0, 5))
+def test_round_trip_model(tmp_path_factory, seed, n, block_size, restart, bloom, compression, n_rt):
+    fs = PosixFS(str(tmp_path_factory.mktemp("rt")), create=True)
+    rng = random.Random(seed)
+    # compressible values sometimes, so both trailer types occur
+    entries = make_entries(rng, n, value_size=(0, 300))
+    if rng.random() < 0.5:
+        entries = [(k, v[:8] * 20 if v else v) for k, v in entries]
+    rts = [(rng.randbytes(2), rng.randbytes(3), rng.randrange(0, 1000)) for _ in range(n_rt)]
+    props, est = build(fs, "t.sst", entries, rts, block_size=block_size,
+                       block_restart_interval=restart, bloom_bits_per_key=bloom,
+                       compression=compression)
+    size = fs.size("t.sst")
+    assert abs(est - size) <= max(0.5 * size, 2048) or compression == "lz4"
+    cache = BlockCache(1 << 20) if seed % 2 else None
+    r = open_table(fs, "t.sst", block_cache=cache, cache_id=3)
+    r._check()
+    assert r.properties == props
+    assert props.num_entries == len(entries)
+    assert props.num_tombstones == sum(1 for k, _ in entries if k[-8] == KIND_TOMBSTONE)
+    assert props.raw_key_size == sum(len(k) for k, _ in entries)
+    assert props.raw_value_size == sum(len(v) for _, v in entries)
+    assert props.smallest_key == (entries[0][0] if entries else b"")
+    assert props.largest_key == (entries[-1][0] if entries else b"")
+    allseq = [int.from_bytes(k[-8:], "little") >> 8 for k, _ in entries] + [q for _, _, q in rts]
+    assert (props.smallest_seq, props.largest_seq) == ((min(allseq), max(allseq)) if allseq else (0, 0))
+    assert props.compression == compression
+    assert sorted(r.range_tombstones, key=lambda t: (t[0], -t[2], t[1])) == \
+        sorted(rts, key=lambda t: (t[0], -t[2], t[1]))
+    # full scan
+    assert list(r.entries()) == entries
+    flat = [kv for keys, vals in r.blocks() for kv in zip(keys, vals)]
+    assert flat == entries
+    rev = [kv for keys, vals in r.blocks(reverse=True) for kv in zip(reversed(keys), reversed(vals))]
+    assert rev == entries[::-1]
+    # get against the model, at several read_seqs
+    users = sorted({k[:-8] for k, _ in entries}) + [b"\xff" * 13, b"zz-absent"]
+    for uk in users[:60]:
+        for rs in (0, 1, rng.randrange(0, 10 * n + 10), MAX_SEQUENCE):
+            assert r.get(uk, rs) == model_get(entries, uk, rs), (uk, rs)
+        assert r.may_contain(uk) or model_get(entries, uk, MAX_SEQUENCE) is None
+    # seeks from random start keys, forward and reverse
+    for _ in range(10):
+        uk = rng.choice(users)
+        start = pack_internal_key(uk, rng.randrange(0, 10 * n + 10), rng.choice([0, 1, 255]))
+        sk = internal_sort_key(start)
+        expect = [kv for kv in entries if internal_sort_key(kv[0]) >= sk]
+        assert list(r.entries(start)) == expect
+        first = next(iter(r.blocks(start)), None)
+        if expect:
+            assert expect[0][0] in first[0]
+        else:
+            assert first is None
+        before = [kv for kv in entries if internal_sort_key(kv[0]) <= sk]
+        rb = list(r.blocks(start, reverse=True))
+        got_rev = [kv for keys, vals in rb for kv in zip(reversed(keys), reversed(vals))
+                   if internal_sort_key(kv[0]) <= sk]
+        assert got_rev == before[::-1]
+        if rb and before:
+            # the first block yielded holds the last entry <= start, or only entries > start
+            assert before[-1][0] in rb[0][0] or (len(rb) > 1 and before[-1][0] in rb[1][0]
+                                                 and all(compare_internal(k, start) > 0 for k in rb[0][0]))
+    r.close()
+    fs.close()
+
+
+def test_empty_table(fs):
+    props, _ = build(fs, "e.sst", [])
+    assert props.num_entries == 0 and props.num_data_blocks == 0
+    r = open_table(fs, "e.sst")
+    assert r.get(b"a", 5) is None
+    assert list(r.blocks()) == [] and list(r.blocks(reverse=True)) == []
+    assert list(r.entries(pack_internal_key(b"a", 1, 1))) == []
+    assert r.approximate_offset(pack_internal_key(b"a", 1, 1)) == 0
+    assert r.properties.smallest_key == b"" == r.properties.largest_key
+    r.close()
+
+
+def test_only_range_tombstones(fs):
+    props, _ = build(fs, "r.sst", [], [(b"a", b"m", 9), (b"c", b"d", 12)])
+    r = open_table(fs, "r.sst")
+    assert r.range_tombstones == [(b"a", b"m", 9), (b"c", b"d", 12)]
+    assert (props.smallest_seq, props.largest_seq) == (9, 12)
+    assert props.num_range_tombstones == 2
+    assert r.get(b"b", 100) is None
+
+
+def test_big_values_span_blocks_and_lz4_saves(fs):
+    rng = random.Random(5)
+    entries = [(pack_internal_key(b"k%04d" % i, 100 + i, KIND_VALUE),
+                rng.randbytes(20000) if i % 2 else b"x" * 30000) for i in range(40)]
+    p1, _ = build(fs, "a.sst", entries, compression="lz4")
+    p2, _ = build(fs, "b.sst", entries, compression=None)
+    assert p1.data_size < p2.data_size      # the compressible values shrank
+    for name in ("a.sst", "b.sst"):
+        r = open_table(fs, name)
+        assert list(r.entries()) == entries
+        for k, v in entries:
+            assert r.get(k[:-8], MAX_SEQUENCE) == (int.from_bytes(k[-8:], "little") >> 8, 1, v)
+        r.close()
+
+
+def test_same_user_key_versions_across_blocks(fs):
+    # 200 versions of one key with tiny blocks: versions span many blocks
+    entries = [(pack_internal_key(b"key", s, KIND_VALUE if s % 3 else KIND_TOMBSTONE), b"v%d" % s)
+               for s in range(400, 0, -2)]
+    build(fs, "v.sst", entries, block_size=64)
+    r = open_table(fs, "v.sst")
+    assert r.num_data_blocks > 10
+    for rs in range(0, 405):
+        assert r.get(b"key", rs) == model_get(entries, b"key", rs)
+    assert r.get(b"kex", 1000) is None and r.get(b"kez", 1000) is None
+
+
+# ---------------------------------------------------------------------------
+# lazy block access and caching
+
+def test_blocks_are_read_lazily_and_cached(fs):
+    entries = [(pack_internal_key(b"%06d" % i, 1, KIND_VALUE), b"v" * 50) for i in range(2000)]
+    build(fs, "l.sst", entries, block_size=512)
+    cache = BlockCache(1 << 22)
+    r = open_table(fs, "l.sst", block_cache=cache, cache_id=7)
+    n = r.num_data_blocks
+    assert n > 20 and r.blocks_read == 0 and r.blocks_loaded == 0
+    it = r.blocks(pack_internal_key(b"001000", 5, 0xFF))
+    keys, _ = next(it)
+    assert r.blocks_read == 1 and b"001000" in {k[:-8] for k in keys}
+    it.close()
+    it = r.blocks(pack_internal_key(b"001000", 5, 0xFF), reverse=True)
+    next(it)
+    next(it)
+    assert r.blocks_read == 3 and r.blocks_loaded == 2    # block shared with the forward read
+    before = r.blocks_loaded
+    assert r.get(b"001000", 9) == (1, 1, b"v" * 50)
+    assert r.blocks_loaded == before                      # served by the cache
+    assert r.get(b"nope", 9) is None
+    hits = cache.hits
+    r.get(b"000999", 9)
+    assert cache.hits >= hits
+    # approximate offsets are monotone and inside the data section
+    offs = [r.approximate_offset(pack_internal_key(b"%06d" % i, 1, 1)) for i in range(0, 2001, 100)]
+    assert offs == sorted(offs) and offs[-1] == r.properties.data_size and offs[0] == 0
+    r.close()
+    with pytest.raises(ClosedError):
+        list(r.blocks())
+    cache.clear()
+    with pytest.raises(ClosedError):
+        r.get(b"000001", 1)
+
+
+def test_no_cache_reads_each_time(fs):
+    entries = [(pack_internal_key(b"%04d" % i, 1, KIND_VALUE), b"v") for i in range(100)]
+    build(fs, "n.sst", entries)
+    r = open_table(fs, "n.sst")
+    r.get(b"0001", 1)
+    r.get(b"0001", 1)
+    assert r.blocks_loaded == 2
+
+
+# ---------------------------------------------------------------------------
+# argument validation
+
+def test_builder_rejects_bad_input(fs):
+    w = fs.create("x.sst")
+    b = TableBuilder(w, name="x.sst")
+    with pytest.raises(ArgumentTypeError):
+        b.add("str", b"v")
+    with pytest.raises(ArgumentTypeError):
+        b.add(pack_internal_key(b"a", 1, 1), "v")
+    with pytest.raises(InvalidArgumentError):
+        b.add(b"short", b"v")
+    with pytest.raises(InvalidArgumentError):
+        b.add(pack_internal_key(b"a", 1, 2), b"v")
+    b.add(pack_internal_key(b"b", 5, 1), b"v")
+    with pytest.raises(InvalidArgumentError):
+        b.add(pack_internal_key(b"a", 9, 1), b"v")        # user key goes back
+    with pytest.raises(InvalidArgumentError):
+        b.add(pack_internal_key(b"b", 5, 1), b"v")        # duplicate
+    with pytest.raises(InvalidArgumentError):
+        b.add(pack_internal_key(b"b", 6, 1), b"v")        # newer after older
+    b.add(pack_internal_key(b"b", 5, 0), b"")             # same seq, lower kind: later
+    b.add(bytearray(pack_internal_key(b"c", 1, 1)), memoryview(b"mv"))
+    with pytest.raises(InvalidArgumentError):
+        b.add_range_tombstone(b"a", b"b", -1)
+    with pytest.raises(ArgumentTypeError):
+        b.add_range_tombstone("a", b"b", 1)
+    b.finish()
+    with pytest.raises(ClosedError):
+        b.add(pack_internal_key(b"d", 1, 1), b"v")
+    w.close()
+    for kw in ({"block_size": 10}, {"block_restart_interval": 0}, {"bloom_bits_per_key": -1},
+               {"compression": "zstd"}):
+        with pytest.raises(InvalidArgumentError):
+            TableBuilder(fs.create("y.sst"), **kw)
+    with pytest.raises(ArgumentTypeError):
+        TableBuilder(fs.create("y.sst"), block_size="4096")
+    r = open_table(fs, "x.sst")
+    assert list(r.entries()) == [(pack_internal_key(b"b", 5, 1), b"v"),
+                                 (pack_internal_key(b"b", 5, 0), b""),
+                                 (pack_internal_key(b"c", 1, 1), b"mv")]
+    with pytest.raises(ArgumentTypeError):
+        r.get("b", 1)
+    with pytest.raises(InvalidArgumentError):
+        r.get(b"b", -1)
+    with pytest.raises(InvalidArgumentError):
+        r.get(b"b", MAX_SEQUENCE + 1)
+    with pytest.raises(ArgumentTypeError):
+        r.get(b"b", 1.0)
+    with pytest.raises(InvalidArgumentError):
+        r.blocks(b"short")
+    assert r.get(bytearray(b"c"), 1) == (1, 1, b"mv")
+
+
+# ---------------------------------------------------------------------------
+# corruption, truncation, versions
+
+def _read_everything(fs, name, entries, verify=True):
+    """Open and read all through every path; return the values seen."""
+    r = open_table(fs, name, verify_checksums=verify)
+    try:
+        got = list(r.entries())
+        rev = [kv for keys, vals in r.blocks(reverse=True) for kv in zip(keys, vals)]
+        gets = [r.get(k[:-8], int.from_bytes(k[-8:], "little") >> 8) for k, _ in entries]
+        return got, rev, gets, r.range_tombstones
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("compression", ["lz4", None])
+def test_every_byte_flip_is_detected(fs, compression):
+    rng = random.Random(11)
+    entries = make_entries(rng, 60, value_size=(0, 60))
+    entries = [(k, v * 3) for k, v in entries]
+    rts = [(b"a", b"c", 3), (b"x", b"y", 4)]
+    build(fs, "c.sst", entries, rts, block_size=256, compression=compression)
+    good = get_bytes(fs, "c.sst")
+    ok = _read_everything(fs, "c.sst", entries)
+    step = 1 if len(good) < 6000 else 3
+    for off in range(0, len(good), step):
+        bad = bytearray(good)
+        bad[off] ^= 1 << (off % 8)
+        put_bytes(fs, "bad.sst", bytes(bad))
+        try:
+            seen = _read_everything(fs, "bad.sst", entries)
+        except CorruptionError as exc:
+            assert exc.file == "bad.sst" and exc.offset is not None and 0 <= exc.offset < len(good)
+            continue
+        pytest.fail(f"flip at {off} not detected: same={seen == ok}")
+
+
+def test_corruption_offsets_point_at_the_block(fs):
+    entries = [(pack_internal_key(b"%05d" % i, 1, KIND_VALUE), b"value%d" % i) for i in range(500)]
+    build(fs, "o.sst", entries, block_size=512, compression=None)
+    good = get_bytes(fs, "o.sst")
+    r = open_table(fs, "o.sst")
+    offs, sizes = r._offs, r._sizes
+    r.close()
+    b = 5
+    bad = bytearray(good)
+    bad[offs[b] + sizes[b] // 2] ^= 0xFF
+    put_bytes(fs, "o2.sst", bytes(bad))
+    r = open_table(fs, "o2.sst")
+    first_key = None
+    for k, _ in entries:
+        if r.approximate_offset(k) == offs[b]:
+            first_key = k
+            break
+    with pytest.raises(CorruptionError) as ei:
+        r.get(first_key[:-8], 5)
+    assert ei.value.offset == offs[b] and ei.value.file == "o2.sst"
+    # unaffected blocks still read
+    assert r.get(entries[0][0][:-8], 5) == (1, 1, b"value0")
+
+
+def test_truncated_files(fs):
+    entries = [(pack_internal_key(b"%05d" % i, 1, KIND_VALUE), b"v" * 40) for i in range(300)]
+    build(fs, "t.sst", entries, block_size=512)
+    good = get_bytes(fs, "t.sst")
+    for cut in list(range(0, 200, 7)) + list(range(len(good) - 200, len(good))):
+        put_bytes(fs, "cut.sst", good[:cut])
+        with pytest.raises(CorruptionError) as ei:
+            open_table(fs, "cut.sst")
+        assert ei.value.file == "cut.sst"
+
+
+def _rewrite_footer(data: bytes, version: int) -> bytes:
+    _, mi, ix = decode_footer(data[-FOOTER_SIZE:], "t", 0)
+    return data[:-FOOTER_SIZE] + encode_footer(mi, ix, version)
+
+
+def test_newer_format_version_is_unsupported(fs):
+    build(fs, "v.sst", [(pack_internal_key(b"a", 1, 1), b"v")])
+    good = get_bytes(fs, "v.sst")
+    put_bytes(fs, "v2.sst", _rewrite_footer(good, 2))
+    with pytest.raises(UnsupportedFormatError) as ei:
+        open_table(fs, "v2.sst")
+    assert "v2.sst" in str(ei.value)
+    # a flipped version byte (checksum not updated) is corruption, not "newer"
+    bad = bytearray(good)
+    bad[-16] ^= 0x02
+    put_bytes(fs, "v3.sst", bytes(bad))
+    with pytest.raises(CorruptionError):
+        open_table(fs, "v3.sst")
+    # not a table at all
+    put_bytes(fs, "junk.sst", b"\x00" * 100)
+    with pytest.raises(CorruptionError, match="magic"):
+        open_table(fs, "junk.sst")
+
+
+def test_footer_layout(fs):
+    build(fs, "f.sst", [(pack_internal_key(b"a", 1, 1), b"v")])
+    data = get_bytes(fs, "f.sst")
+    version, crc, magic = struct.unpack("<IIQ", data[-16:])
+    assert data[-8:] == b"SDLSMSST" and magic == TABLE_MAGIC and version == 1
+    assert crc == N.checksum(data[-FOOTER_SIZE:-12]) & 0xFFFFFFFF
+
+
+def test_bloom_filters_absent_keys(fs):
+    entries = [(pack_internal_key(b"k%05d" % i, 1, KIND_VALUE), b"v") for i in range(2000)]
+    build(fs, "b.sst", entries)
+    r = open_table(fs, "b.sst")
+    fp = sum(r.may_contain(b"absent%05d" % i) for i in range(2000))
+    assert fp < 100                     # ~1% expected at 10 bits per key
+    assert all(r.may_contain(k[:-8]) for k, _ in entries)
+    assert r.blocks_loaded == 0
+    build(fs, "nb.sst", entries, bloom_bits_per_key=0)
+    r2 = open_table(fs, "nb.sst")
+    assert r2.may_contain(b"absent") and r2.properties.filter_size == 0
+    assert r2.get(b"absent", 5) is None
