@@ -220,9 +220,10 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = None, err: TextIO =
         err.write("lsm-bench: no engine could run\n")
         return 1
     out.write("\n" + report.format_comparison(suite.results) + "\n")
-    if suite.skipped:
-        for n, why in suite.skipped.items():
-            out.write(f"skipped {n}: {why}\n")
+    for n, why in suite.skipped.items():
+        out.write(f"skipped {n}: {why}\n")
+    for n, why in suite.failed.items():
+        out.write(f"FAILED {n}: {why}\n")
     impl = suite.env.get("lsm_implementation")
     out.write(f"done in {suite.seconds:.1f}s (lsm implementation: {impl}; "
               f"{suite.env.get('cpu_count')} CPUs; Python {suite.env.get('python')})\n")
@@ -238,7 +239,7 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = None, err: TextIO =
         err.write("lsm-bench: correctness check failed in: "
                   + ", ".join(f"{r.engine}:{r.workload}" for r in failed) + "\n")
         return 1
-    return 0
+    return 1 if suite.failed else 0
 
 
 if __name__ == "__main__":

@@ -181,6 +181,19 @@ class Engine(abc.ABC):
 
 
 # ---------------------------------------------------------------------------
+def _lsm_db_class() -> Any:
+    """``lsm.DB`` (SPEC §2); while the package root does not export it yet,
+    the class from ``lsm.db``.  None when neither exists."""
+    import lsm
+    cls = getattr(lsm, "DB", None)
+    if cls is None:
+        try:
+            from lsm.db import DB as cls  # noqa: N811
+        except ImportError:
+            return None
+    return cls
+
+
 class LsmEngine(Engine):
     """superdisk-lsm itself (``lsm.DB`` per SPEC §2)."""
 
@@ -194,7 +207,7 @@ class LsmEngine(Engine):
         if not ok:
             return ok, info
         import lsm
-        if not hasattr(lsm, "DB"):
+        if _lsm_db_class() is None:
             return False, "lsm.DB does not exist yet in this checkout"
         return True, f"{info} ({getattr(lsm, 'implementation', '?')})"
 
@@ -219,15 +232,13 @@ class LsmEngine(Engine):
         return opts
 
     def open(self, target: Any) -> None:
-        import lsm
         self._target = target
         self.path = target if isinstance(target, (str, os.PathLike)) else None
-        self.db = lsm.DB(target, create_if_missing=True, **self._db_options())
+        self.db = _lsm_db_class()(target, create_if_missing=True, **self._db_options())
 
     def reopen(self) -> None:
-        import lsm
         self.db.close()
-        self.db = lsm.DB(self._target, create_if_missing=False, **self._db_options())
+        self.db = _lsm_db_class()(self._target, create_if_missing=False, **self._db_options())
 
     def close(self) -> None:
         db = getattr(self, "db", None)

@@ -135,25 +135,26 @@ def derive_lsm_figures(before: StatSnapshot, after: StatSnapshot, *, gets: int,
     fig: dict[str, Optional[float]] = {}
     used: dict[str, str] = {}
 
-    # write amplification
+    # write amplification: this workload's storage writes (WAL + flush +
+    # compaction) over its user bytes; the engine's own cumulative ratio only
+    # when the parts are not reported.
+    ku, du = _delta(before, after, "user_bytes_written")
+    ks, ds = _delta(before, after, "storage_bytes_written")
+    if ds is None:
+        parts = [_delta(before, after, f) for f in
+                 ("wal_bytes_written", "flush_bytes_written", "compaction_bytes_written")]
+        if any(v is not None for _k, v in parts):
+            ds = sum(v or 0.0 for _k, v in parts)
+            ks = " + ".join(k for k, v in parts if k)
+    denom = du if du else (user_bytes or None)
     k, ratio = after.value("write_amp")
-    if ratio is not None:
-        fig["write_amp"], used["write_amp"] = ratio, k  # engine's own (cumulative) ratio
+    if ds is not None and denom:
+        fig["write_amp"] = ds / denom
+        used["write_amp"] = f"({ks}) / {ku or 'workload key+value bytes'}"
+    elif ratio is not None and user_bytes:
+        fig["write_amp"], used["write_amp"] = ratio, f"{k} (cumulative)"
     else:
-        ku, du = _delta(before, after, "user_bytes_written")
-        ks, ds = _delta(before, after, "storage_bytes_written")
-        if ds is None:
-            parts = [_delta(before, after, f) for f in
-                     ("flush_bytes_written", "compaction_bytes_written", "wal_bytes_written")]
-            if any(v is not None for _k, v in parts):
-                ds = sum(v or 0.0 for _k, v in parts)
-                ks = "+".join(k for k, v in parts if k)
-        denom = du if du else (user_bytes or None)
-        if ds is not None and denom:
-            fig["write_amp"] = ds / denom
-            used["write_amp"] = f"{ks} / {ku or 'workload user bytes'}"
-        else:
-            fig["write_amp"] = None
+        fig["write_amp"] = None
 
     # read amplification: blocks read from storage per get
     kb, db = _delta(before, after, "blocks_read")

@@ -34,7 +34,7 @@ __all__ = ["format_header", "format_row", "format_comparison", "to_json", "write
 
 SCHEMA = 1
 JSON_FIELDS = ("tool", "schema", "version", "started", "seconds", "machine", "options",
-               "engines", "skipped", "lsm_stat_keys", "results", "scenarios")
+               "engines", "skipped", "failed", "lsm_stat_keys", "results", "scenarios")
 RESULT_FIELDS = ("workload", "engine", "ops", "seconds", "bytes", "ops_per_sec", "mb_per_sec",
                  "micros_per_op", "latency_us", "histogram", "extra", "notes")
 
@@ -154,7 +154,8 @@ def to_json(suite: Any, scenarios: Optional[dict] = None) -> dict:
         "seconds": suite.seconds, "machine": _jsonable(suite.env),
         "options": _jsonable(suite.config.as_dict()),
         "engines": {n: {"version": v} for n, v in suite.versions.items()},
-        "skipped": dict(suite.skipped), "lsm_stat_keys": dict(suite.stat_keys),
+        "skipped": dict(suite.skipped), "failed": dict(getattr(suite, "failed", {})),
+        "lsm_stat_keys": dict(suite.stat_keys),
         "results": [result_dict(r) for r in suite.results],
         "scenarios": _jsonable(scenarios or {}),
     }

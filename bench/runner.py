@@ -31,7 +31,7 @@ from bench import metrics
 from bench.devices import Target, device_support, make_target
 from bench.engines import EngineOptions, engine_class
 from bench.workloads import WORKLOADS, WRITE_WORKLOADS, PhaseResult, RunConfig, bulk_load, run_workload
-from blockdev.errors import ArgumentTypeError, InvalidArgumentError
+from blockdev.errors import ArgumentTypeError, Error, InvalidArgumentError
 
 __all__ = ["BenchConfig", "SuiteResult", "EngineSession", "run_suite", "MARKER"]
 
@@ -89,6 +89,7 @@ class SuiteResult:
     config: BenchConfig
     results: list = field(default_factory=list)           # PhaseResult
     skipped: dict = field(default_factory=dict)           # engine -> reason
+    failed: dict = field(default_factory=dict)            # engine -> "workload: error"
     versions: dict = field(default_factory=dict)          # engine -> version string
     stat_keys: dict = field(default_factory=dict)         # figure -> lsm stat key used
     notes: list = field(default_factory=list)
@@ -246,6 +247,7 @@ def run_suite(cfg: BenchConfig, out: TextIO = sys.stdout, err: TextIO = sys.stde
             suite.versions[name] = info
             engine = cls(cfg.engine_options)
             session = EngineSession(engine, cfg, base, out)
+            wl = "open"
             try:
                 for wl in cfg.benchmarks:
                     _fn, needs, leaves = WORKLOADS[wl]
@@ -260,8 +262,17 @@ def run_suite(cfg: BenchConfig, out: TextIO = sys.stdout, err: TextIO = sys.stde
                     suite.results.append(result)
                     if on_result is not None:
                         on_result(result)
+            except Error as exc:
+                # An engine failing must not hide the others' figures: report
+                # it (exit status 1) and go on with the next engine.
+                suite.failed[name] = f"{wl}: {type(exc).__name__}: {exc}"
+                err.write(f"lsm-bench: {name} failed in {wl}: {type(exc).__name__}: {exc}\n")
             finally:
-                session.close()
+                try:
+                    session.close()
+                except Error as exc:
+                    suite.failed.setdefault(name, f"close: {type(exc).__name__}: {exc}")
+                    err.write(f"lsm-bench: closing {name} failed: {exc}\n")
     finally:
         if cleanup:
             shutil.rmtree(base, ignore_errors=False)

@@ -20,8 +20,9 @@ device and checks the superdisk targets of issue 6:
 ``Histogram`` and the per-leg device reads of each window).  At 25% of the
 run the cache device is lost (``FaultyDevice.lose``): the superdisk must keep
 serving from the durable leg.  At 45% a blank cache comes back
-(``revive(wipe=True)``, the ephemeral SSD after a VM restart) and
-``SuperDisk.rebuild(wait=False)`` starts the background rebuild; reads go on
+(``revive(wipe=True)``, the ephemeral SSD after a VM restart), is added to
+the array (``SuperDisk.fail_cache`` if it was not ejected yet, then
+``add_cache``) and the background rebuild runs; reads go on
 throughout, and the windows show latency rising to network level and coming
 back as the rebuild cursor passes.  Every get is checked (a wrong or missing
 value fails the run).  ``--plot`` draws p50/p99 latency and device reads per
@@ -40,7 +41,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from typing import Any, Optional, TextIO
 
@@ -241,10 +241,9 @@ def cache_loss_scenario(cfg: BenchConfig, out: TextIO, err: TextIO, duration: fl
                     lost = True
                     events.append((elapsed, "cache lost"))
                 if lost and not revived and elapsed >= 0.45 * duration:
-                    tgt.faulty_cache.revive(wipe=True)
-                    _start_rebuild(tgt.superdisk, errors)
+                    _replace_cache(tgt, errors)
                     revived = True
-                    events.append((elapsed, "blank cache back, rebuild started"))
+                    events.append((elapsed, "blank cache added, rebuild started"))
                 if elapsed >= duration:
                     break
         final = _status(tgt)
@@ -314,17 +313,21 @@ def _rebuild_progress(st: dict) -> Optional[str]:
     return None
 
 
-def _start_rebuild(sd: Any, errors: list) -> None:
-    """Start the background rebuild without blocking the reads."""
+def _replace_cache(tgt: Any, errors: list) -> None:
+    """The operator's answer to a lost ephemeral SSD: the device comes back
+    blank (``revive(wipe=True)``); if the superdisk has not ejected the old
+    cache yet it is failed by hand (``fail_cache``, like ``mdadm --fail``),
+    then the blank device is added (``add_cache``, like ``mdadm --add``) and the
+    background rebuild started (``rebuild(wait=False)``)."""
+    sd = tgt.superdisk
+    tgt.faulty_cache.revive(wipe=True)
     try:
+        if _status(tgt).get("state") != "degraded":
+            sd.fail_cache("cache device lost (lsm-bench cache-loss scenario)")
+        sd.add_cache(tgt.faulty_cache)
         sd.rebuild(wait=False)
-    except TypeError:  # an implementation without wait=: run it on a thread
-        def run() -> None:
-            try:
-                sd.rebuild()
-            except Error as exc:
-                errors.append(f"rebuild failed: {exc}")
-        threading.Thread(target=run, name="bench-rebuild", daemon=True).start()
+    except Error as exc:
+        errors.append(f"cache replacement failed: {type(exc).__name__}: {exc}")
 
 
 def plot_cache_loss(figures: dict, path: str) -> None:

@@ -287,3 +287,27 @@ def test_cache_loss_scenario_keeps_serving(tmp_path):
     assert cl["errors"] == []
     assert all(w["ops"] > 0 for w in cl["windows"])  # it kept serving in every window
     assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+# -- reading the engine's stats defensively ------------------------------------------
+
+def test_lsm_figures_derived_from_stats_deltas():
+    from bench.metrics import StatSnapshot, derive_lsm_figures, flatten
+    before = StatSnapshot(flat=flatten({"wal_bytes": 100, "flush_bytes": 0,
+                                        "compaction_bytes_written": 0, "stall_micros": 5,
+                                        "block_cache": {"hits": 10, "misses": 10},
+                                        "total_bytes": 0}))
+    after = StatSnapshot(flat=flatten({"wal_bytes": 1100, "flush_bytes": 1000,
+                                       "compaction_bytes_written": 500, "stall_micros": 2_000_005,
+                                       "block_cache": {"hits": 40, "misses": 20},
+                                       "total_bytes": 3000, "write_amplification": 9.9}))
+    fig, used = derive_lsm_figures(before, after, gets=5, user_bytes=1000, live_user_bytes=1500)
+    assert fig["write_amp"] == pytest.approx(2.5)      # (1000 + 1000 + 500) / 1000
+    assert fig["read_amp"] == pytest.approx(2.0)       # 10 misses / 5 gets
+    assert fig["cache_hit_rate"] == pytest.approx(0.75)
+    assert fig["stall_s"] == pytest.approx(2.0)
+    assert fig["space_amp"] == pytest.approx(2.0)
+    assert "block_cache_misses" in used["read_amp"]
+    empty, _ = derive_lsm_figures(StatSnapshot(), StatSnapshot(), gets=5, user_bytes=10,
+                                  live_user_bytes=10)
+    assert all(v is None for v in empty.values())
