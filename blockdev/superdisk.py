@@ -901,7 +901,9 @@ class SuperDisk(BlockDevice):
             return blk
         if blk is not None:
             self._add("checksum_failures_durable")
-        cblk, _ = self._try_read(self._cache_dev(), b)
+        # the cache copy is checksum-verified, so even an ejected cache is a
+        # safe last resort before reporting corruption
+        cblk, _ = self._try_read(self._cache.dev if self._cache is not None else None, b)
         if cblk is not None and block_checksum(cblk, b) == entry:
             if self._durable_failed is None:
                 try:
