@@ -9,9 +9,9 @@ Design
   wrapped in ``EmulatedDevice`` with the ``LOCAL_SSD`` / ``NETWORK_DISK``
   latency model;
 * ``superdisk``: ``SuperDisk.open(durable=<network-emulated image>,
-  cache=<local-emulated image>, create=True, size=size)``; with
-  ``faulty_cache=True`` the cache leg is wrapped in a ``FaultyDevice`` so a
-  scenario can lose it (``Target.lose_cache()``).
+  cache=<local-emulated image>, create=True, size=size)``, returned once
+  its initial cache sync is done (a clean array); with ``faulty_cache=True`` the cache leg is wrapped in a ``FaultyDevice`` so a scenario
+  can lose it (``Target.lose_cache()``).
 
 Only ``lsm`` opens a device target (it puts BlockFS inside).  Each emulated
 leg keeps I/O counters (``EmulatedDevice.counters``); ``Target.leg_counters()``
@@ -153,5 +153,8 @@ def make_target(kind: str, base_dir: str, label: str, size: int = 256 * MiB,
         faulty = FaultyDevice(cache)
         cache_dev = faulty
     sd = SuperDisk.open(durable=durable, cache=cache_dev, create=True, size=size)
+    # A new array starts by syncing its cache leg in the background; wait for
+    # it, so that the benchmark measures a clean array, not the initial resync.
+    sd.rebuild(wait=True)
     return Target(kind, sd, path, legs={"durable": durable, "cache": cache}, superdisk=sd,
                   faulty_cache=faulty, devices=[sd, durable, cache])
