@@ -10,8 +10,9 @@ Design
   latency model;
 * ``superdisk``: ``SuperDisk.open(durable=<network-emulated image>,
   cache=<local-emulated image>, create=True, size=size)``, returned once
-  its initial cache sync is done (a clean array); with ``faulty_cache=True`` the cache leg is wrapped in a ``FaultyDevice`` so a scenario
-  can lose it (``Target.lose_cache()``).
+  its initial cache sync is done (a clean array); with
+  ``faulty_cache=True`` the cache leg is wrapped in a ``FaultyDevice`` so a
+  scenario can lose it (``Target.lose_cache()``).
 
 Only ``lsm`` opens a device target (it puts BlockFS inside).  Each emulated
 leg keeps I/O counters (``EmulatedDevice.counters``); ``Target.leg_counters()``
