@@ -29,6 +29,7 @@ offset of the damaged block (or footer); a table of a newer format ->
 from __future__ import annotations
 
 import struct
+from bisect import bisect_left
 from typing import Iterator
 
 from blockdev.errors import (
@@ -171,6 +172,10 @@ class TableReader:
             raise CorruptionError("sstable: index disagrees with the properties", name, ix_off)
         self._index_raw = raw
         self._index_keys = ikeys
+        # the index keys split for Python-level bisection (no native call, no
+        # allocation per seek): user keys (bytewise order) and trailers
+        self._ix_uks = [k[:-8] for k in ikeys]
+        self._ix_trailers = [int.from_bytes(k[-8:], "little") for k in ikeys]
         self._offs = offs
         self._sizes = sizes
         self._nblocks = len(offs)
@@ -227,13 +232,20 @@ class TableReader:
         return blk.keys, blk.values  # type: ignore[return-value]
 
     def _index_seek(self, target: bytes) -> int:
-        """Index of the first data block whose last key >= target (internal
-        order); ``num_data_blocks`` when there is none.  O(log blocks)."""
-        try:
-            r = N.block_seek(self._index_raw, target, _CMP_INTERNAL)
-        except CorruptionError as exc:   # the index was verified at open: key too short
-            raise InvalidArgumentError(f"bad seek key: {exc}") from None
-        return self._nblocks if r is None else r[0]
+        """Index of the first data block whose last key >= internal key
+        ``target``; ``num_data_blocks`` when there is none.  O(log blocks):
+        a bisection over the blocks' last user keys, then a step past blocks
+        ending in the same user key with a newer (larger) trailer."""
+        uk = target[:-8]
+        t = int.from_bytes(target[-8:], "little")
+        uks = self._ix_uks
+        i = bisect_left(uks, uk)
+        n = self._nblocks
+        if i < n and uks[i] == uk:
+            trailers = self._ix_trailers
+            while i < n and uks[i] == uk and trailers[i] > t:
+                i += 1
+        return i
 
     # -- public reads ---------------------------------------------------------
     def may_contain(self, user_key: bytes) -> bool:
@@ -258,11 +270,23 @@ class TableReader:
         f = self._filter
         if f is not None and not N.bloom_may_contain(f, user_key):
             return None
-        lk = user_key + _SEEK_TRAILER((read_seq << 8) | 0xFF)
-        r = N.block_seek(self._index_raw, lk, _CMP_INTERNAL)
-        if r is None:
+        # index: the first block whose last key >= lookup_key(user_key, read_seq)
+        uks = self._ix_uks
+        i = bisect_left(uks, user_key)
+        if i == self._nblocks:
             return None
-        blk = self._block(r[0])
+        if uks[i] == user_key:
+            t = (read_seq << 8) | 0xFF
+            trailers = self._ix_trailers
+            n = self._nblocks
+            while trailers[i] > t:
+                i += 1
+                if i == n or uks[i] != user_key:
+                    break
+            if i == n:
+                return None
+        lk = user_key + _SEEK_TRAILER((read_seq << 8) | 0xFF)
+        blk = self._block(i)
         self.blocks_read += 1
         try:
             r = N.block_seek(blk.raw, lk, _CMP_INTERNAL)
