@@ -1,0 +1,92 @@
+"""How lsm/_native.py picks the implementation (LSM_PURE, LSM_REQUIRE_NATIVE,
+a missing extension) and that both expose the same API."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lsm import _native, _twins
+from native_support import C, needs_c
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FUNCTIONS = ["checksum", "encode_varint", "decode_varint32", "decode_varint64", "block_encode",
+             "block_decode", "block_seek", "bloom_build", "bloom_may_contain", "merge"]
+CONSTANTS = ["CMP_BYTEWISE", "CMP_INTERNAL", "MERGE_READ", "MERGE_COMPACT"]
+
+# Hides lsm._lsm_c, as on a machine where it could not be compiled.
+BLOCK_EXTENSION = """
+import sys
+class _Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "lsm._lsm_c":
+            raise ImportError("No module named 'lsm._lsm_c'")
+        return None
+sys.meta_path.insert(0, _Block())
+"""
+
+
+def _run(code: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LSM_")}
+    full_env.update(env)
+    full_env["PYTHONPATH"] = ROOT + os.pathsep + full_env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_pure_forces_twins_without_warning() -> None:
+    r = _run("import lsm; print(lsm.implementation)", LSM_PURE="1", PYTHONWARNINGS="error")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "python"
+
+
+@needs_c
+def test_native_is_default_when_built() -> None:
+    r = _run("import lsm, lsm._native as n; print(lsm.implementation, n.checksum is n.c_api().checksum)",
+             PYTHONWARNINGS="error")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["native", "True"]
+
+
+def test_missing_extension_warns_once_and_falls_back() -> None:
+    code = BLOCK_EXTENSION + (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import lsm, lsm._native\n"
+        "    import importlib; importlib.reload(lsm._native)\n"
+        "print(lsm.implementation, len([x for x in w if 'lsm._lsm_c' in str(x.message)]))\n")
+    r = _run(code)
+    assert r.returncode == 0, r.stderr
+    # one warning per selection (the reload selects again)
+    assert r.stdout.split() == ["python", "2"]
+
+
+def test_require_native_fails_loudly() -> None:
+    r = _run(BLOCK_EXTENSION + "import lsm", LSM_REQUIRE_NATIVE="1")
+    assert r.returncode != 0
+    assert "ImportError" in r.stderr and "LSM_REQUIRE_NATIVE=1" in r.stderr
+
+
+def test_pure_wins_over_require_native() -> None:
+    r = _run(BLOCK_EXTENSION + "import lsm; print(lsm.implementation)",
+             LSM_PURE="1", LSM_REQUIRE_NATIVE="1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "python"
+
+
+def test_module_exports_everything() -> None:
+    for name in FUNCTIONS + CONSTANTS + ["implementation", "c_api"]:
+        assert hasattr(_native, name), name
+    for name in CONSTANTS:
+        assert getattr(_native, name) == getattr(_twins, name)
+
+
+@needs_c
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_signatures_identical(name: str) -> None:
+    assert inspect.signature(getattr(C, name)) == inspect.signature(getattr(_twins, name))
