@@ -240,3 +240,10 @@ def test_multi_fragment_damage_non_paranoid_resync(fs):
     got, _ = read_log(fs, "a.log", reporter=lambda n, w: reports.append(w))
     assert got == [records[0], records[2]]
     assert any("damaged record" in w for w in reports)
+
+
+def test_golden_example(fs):
+    """The worked example of docs/format.md, byte for byte."""
+    write_log(fs, "000003.log", [b"hello", b""])
+    assert get_bytes(fs, "000003.log") == bytes.fromhex(
+        "b2a1d004 0500 01 68656c6c6f 4bbea336 0000 01")
