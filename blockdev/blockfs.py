@@ -50,8 +50,9 @@ Durability protocol:
 * ``WritableFile.sync``: write the partial block (zero padded), flush the
   device (data is durable), then append an EXTEND record (new size + the
   extents covering it) to the journal and flush again.
-* ``create`` queues a CREATE record (durable with the next journal commit);
-  ``rename`` and ``delete`` commit their record before they return.  Blocks
+* ``create`` of a new name queues a CREATE record (durable with the next
+  journal commit); ``create`` over an existing name, ``rename`` and
+  ``delete`` commit their record before they return.  Blocks
   are freed (and discarded) only after the record that frees them is
   durable, so a crash never leaves two files sharing blocks.
 * When the active area is full the journal is compacted: a snapshot of the
@@ -1096,6 +1097,8 @@ class BlockFS(FileSystem):
             node.writer = True
             self._inodes[ino] = node
             self._names[name] = ino
+            if old is not None:
+                self._commit()  # a replacement is durable at once (blockdev.fs)
             return _BlockWritable(self, node)
 
     def open(self, name: str) -> RandomAccessFile:
@@ -1130,6 +1133,7 @@ class BlockFS(FileSystem):
             self._check_open()
             node = self._node(src)
             if src == dst:
+                self._commit()  # the file's existence is durable, as a rename's would be
                 return
             self._log(REC_RENAME, _payload_rename(src, dst))
             old = self._names.get(dst)

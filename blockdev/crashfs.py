@@ -2,9 +2,10 @@
 
 ``CrashFS(inner)`` forwards every call to ``inner`` and records, per file,
 how many bytes were appended, how many a completed ``sync`` covers, and
-whether the file's existence is durable (synced, renamed, or covered by a
-``sync_dir``).  Renames and deletes are durable when they return (the
-file-layer contract), so no rename is ever pending.
+whether the file's existence is durable (synced, renamed, created over an
+existing file, or covered by a ``sync_dir``).  Renames, deletes and
+replacing creates are durable when they return (the file-layer contract),
+so no rename is ever pending.
 
 ``crash(mode="all" | "random", seed=None)`` then puts the inner file system
 in a state the crash guarantee of ``blockdev.fs`` allows, as if the machine
@@ -303,8 +304,9 @@ class CrashFS(FileSystem):
         self._check_open()
         self._maybe_fail("create", name)
         with self._mu:
+            replaced = self._track(name) is not None
             inner = self.inner.create(name)
-            t = _Track(name, 0, 0, False)
+            t = _Track(name, 0, 0, replaced)  # a replacement is durable at once
             self._tracks[name] = t
             w = _CrashWritable(self, inner, t)
             self._handles.add(w)

@@ -25,7 +25,9 @@ After a crash (power loss, ``SIGKILL``, a lost device cache):
   prefix;
 * a ``rename`` or ``delete`` that returned is durable;
 * a file that was created but never synced (and not covered by a later
-  ``sync_dir``) may be missing altogether.
+  ``sync_dir``) may be missing altogether; but ``create`` over an existing
+  name replaces it durably before returning (the old bytes never come back:
+  the file is then either empty or holds a prefix of the new appends).
 
 ``WritableFile.close`` does **not** sync.  ``FileSystem.close`` of a
 ``BlockFS`` persists every file's appended bytes (a clean unmount); a crash
@@ -210,9 +212,9 @@ class FileSystem(abc.ABC):
 
     @abc.abstractmethod
     def create(self, name: str) -> WritableFile:
-        """Create an empty file for appending; an existing file of that name
-        is replaced (truncated).  The new file is durable after its first
-        ``sync`` (or a ``sync_dir``)."""
+        """Create an empty file for appending.  A new name is durable after
+        the file's first ``sync`` (or a ``sync_dir``); an existing file of
+        that name is replaced (truncated) durably before this returns."""
 
     @abc.abstractmethod
     def open(self, name: str) -> RandomAccessFile:
@@ -485,10 +487,19 @@ class PosixFS(FileSystem):
     def create(self, name: str) -> WritableFile:
         path = self._path(name)
         self._check_open()
+        existed = os.path.lexists(path)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
             raise _os_error(exc, "create", path) from exc
+        if existed:
+            # Replacing a file: make the truncation durable now, so the old
+            # bytes cannot come back after a crash.
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                os.close(fd)
+                raise _os_error(exc, "fsync", path) from exc
         with self._lock:
             self._dir_dirty = True
         return _PosixWritable(self, name, path, fd)
