@@ -1,0 +1,747 @@
+"""Compaction: choosing work (leveled or tiered) and doing it.
+
+Picking returns a ``Compaction``, a plain value naming the input files, the
+output level and whether tombstones may be dropped (``bottom``); running it
+(``run_compaction``) merges the inputs through ``lsm._native.merge`` in
+``MERGE_COMPACT`` mode and writes new tables.  The caller (the DB) applies
+the returned ``VersionEdit``.  docs/architecture.md "Compaction" describes
+the policies; in short:
+
+Leveled (default, LevelDB-shaped)
+    score(L0) = files / level0_file_num_compaction_trigger;
+    score(Lk) = bytes / (max_bytes_for_level_base x multiplier**(k-1)) for
+    1 <= k < num_levels-1.  The highest score >= 1 is compacted into the next
+    level.  L0: the oldest file, expanded (transitively) to every L0 file
+    overlapping it.  Lk: round robin -- the first file whose largest key is
+    past ``compact_pointers[k]``, wrapping around.  Then every overlapping
+    file of the output level joins, and the level inputs are widened to what
+    the combined range covers when that adds no output-level file.  One input
+    file with nothing to merge with and little grandparent overlap is a
+    *trivial move* (the file changes level; no I/O).
+
+Tiered (``compaction_style="tiered"``, size-tiered like Cassandra's STCS)
+    Sorted runs, newest first: every L0 file is one run (flushes land
+    there), and every non-empty level Lk (k >= 1) holds exactly one run.  A
+    deeper slot always holds older data, so a point lookup can stop at the
+    first hit.  Buckets are windows of *adjacent* runs of similar size (each
+    within [0.5, 1.5] x the running average; runs below
+    ``write_buffer_size`` count as equal); a window that touches L0 also
+    takes every older L0 file.  The newest bucket with >= min_merge_width runs
+    is merged (at most max_merge_width runs); if none qualifies but L0 holds
+    >= level0_file_num_compaction_trigger files, all of L0 is merged.  The
+    output replaces the window at the slot of its oldest run; a window made
+    of L0 files only goes to the empty level just above the first occupied
+    one -- if L1 is occupied, the runs of L1..Le-1 first shift one level
+    down into the first empty level Le (metadata only), or, with no empty
+    level, L1 joins the merge.
+
+Running (bounded memory): each input run is read block by block; a window
+ends at a user-key boundary (the smallest "last buffered user key" over the
+unfinished runs) so every version of a user key is merged together; range
+tombstones of the inputs overlapping the window join it as one more run; a
+range tombstone the merge keeps is written once, but into every output
+file whose key range it overlaps, clipped at the file boundaries (an output
+ending inside a tombstone ends at the exclusive sentinel of the next file's
+first user key).  Outputs are cut at ``target_file_size_base`` (and when
+their grandparent overlap passes 10 x that), never between two versions of
+one user key.  Every output is synced before the edit is returned.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from blockdev.errors import ArgumentTypeError, Error, InvalidArgumentError
+from lsm import _native
+from lsm import filenames as fn
+from lsm.dbformat import KIND_RANGE_TOMBSTONE, internal_sort_key
+from lsm.options import Options
+from lsm.version import FileMetaData, Version, VersionEdit, sentinel_key
+
+__all__ = [
+    "Compaction", "CompactionStats", "pick_compaction", "pick_range_compaction",
+    "build_table", "run_compaction", "level_scores",
+]
+
+WINDOW_ENTRIES = 4096          # entries buffered per input run before a merge window
+EXPAND_LIMIT_FILES = 25        # x target_file_size_base: cap on widened inputs
+GRANDPARENT_LIMIT_FILES = 10   # x target_file_size_base: overlap that cuts an output
+TIERED_BUCKET_LOW = 0.5
+TIERED_BUCKET_HIGH = 1.5
+_PACK = struct.Struct("<Q").pack
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """A unit of compaction work (a plain value; picking never does I/O).
+
+    ``inputs[0]``: files of ``level``; ``inputs[1]``: files of
+    ``output_level``.  Tiered compactions may read more levels: ``sources``
+    then lists every input run ``(level, files)`` newest first, and ``moves``
+    lists metadata-only level changes ``(from_level, to_level, file)`` to
+    apply with the result.  ``bottom``: no file below ``output_level``
+    overlaps the input range, so tombstones may be dropped.
+    """
+
+    level: int
+    output_level: int
+    inputs: tuple[tuple[FileMetaData, ...], tuple[FileMetaData, ...]]
+    bottom: bool
+    trivial_move: bool
+    reason: str
+    sources: tuple[tuple[int, tuple[FileMetaData, ...]], ...] = ()
+    moves: tuple[tuple[int, int, FileMetaData], ...] = ()
+    grandparents: tuple[FileMetaData, ...] = field(default=(), repr=False)
+
+    def input_runs(self) -> list[tuple[int, tuple[FileMetaData, ...]]]:
+        """Input sorted runs, newest first: each L0 file alone, each deeper
+        level's files together."""
+        if self.sources:
+            runs = list(self.sources)
+        else:
+            runs = [(self.level, self.inputs[0]), (self.output_level, self.inputs[1])]
+        out: list[tuple[int, tuple[FileMetaData, ...]]] = []
+        for level, files in runs:
+            if level == 0:
+                out.extend((0, (f,)) for f in files)
+            elif files:
+                out.append((level, tuple(files)))
+        return out
+
+    def input_files(self) -> list[tuple[int, FileMetaData]]:
+        """Every input file with its level."""
+        return [(level, f) for level, files in self.input_runs() for f in files]
+
+    def key_range(self) -> tuple[bytes, bytes]:
+        """(smallest, largest) user key over all inputs."""
+        files = [f for _, f in self.input_files()]
+        return (min(f.smallest[:-8] for f in files), max(f.largest[:-8] for f in files))
+
+    def _check(self) -> None:
+        assert 0 <= self.level <= self.output_level
+        assert self.inputs[0] or self.sources
+        assert not (self.trivial_move and (self.inputs[1] or len(self.inputs[0]) != 1))
+        numbers = [f.number for _, f in self.input_files()]
+        assert len(numbers) == len(set(numbers))
+
+
+@dataclass
+class CompactionStats:
+    """What one compaction did."""
+
+    bytes_read: int = 0
+    bytes_written: int = 0
+    input_files: int = 0
+    output_files: int = 0
+    seconds: float = 0.0
+    entries_read: int = 0
+    entries_written: int = 0
+    range_tombstones_written: int = 0
+
+
+# ---------------------------------------------------------------------------
+# Picking
+
+
+def _range_of(files: Iterable[FileMetaData]) -> tuple[bytes, bytes]:
+    files = list(files)
+    return (min(f.smallest[:-8] for f in files), max(f.largest[:-8] for f in files))
+
+
+def _is_bottom(version: Version, output_level: int, lo: bytes, hi: bytes) -> bool:
+    return not any(version.overlapping(level, lo, hi)
+                   for level in range(output_level + 1, version.num_levels))
+
+
+def _total(files: Iterable[FileMetaData]) -> int:
+    return sum(f.size for f in files)
+
+
+def level_scores(version: Version, options: Options) -> list[float]:
+    """Leveled compaction score of every level (the last level scores 0)."""
+    scores = [len(version.levels[0]) / options.level0_file_num_compaction_trigger]
+    for level in range(1, version.num_levels):
+        if level == version.num_levels - 1:
+            scores.append(0.0)
+        else:
+            scores.append(version.level_bytes(level) / options.max_bytes_for_level(level))
+    return scores
+
+
+def _expand_l0(version: Version, seed: list[FileMetaData]) -> list[FileMetaData]:
+    """Every L0 file transitively overlapping ``seed``, newest first."""
+    chosen = {f.number for f in seed}
+    lo, hi = _range_of(seed)
+    while True:
+        grown = version.overlapping(0, lo, hi)
+        if {f.number for f in grown} <= chosen:
+            break
+        chosen |= {f.number for f in grown}
+        lo, hi = _range_of([f for f in version.levels[0] if f.number in chosen])
+    return [f for f in version.levels[0] if f.number in chosen]
+
+
+def _leveled(version: Version, options: Options, level: int,
+             inputs0: list[FileMetaData], reason: str, allow_trivial: bool) -> Compaction:
+    out_level = level + 1
+    if level == 0:
+        inputs0 = _expand_l0(version, inputs0)
+    lo, hi = _range_of(inputs0)
+    inputs1 = version.overlapping(out_level, lo, hi)
+    if level > 0 and inputs1:
+        # widen the level inputs to the combined range if that adds no output file
+        alo, ahi = _range_of(inputs0 + inputs1)
+        wider = version.overlapping(level, alo, ahi)
+        limit = EXPAND_LIMIT_FILES * options.target_file_size_base
+        if len(wider) > len(inputs0) and _total(wider) + _total(inputs1) < limit:
+            wlo, whi = _range_of(wider)
+            if len(version.overlapping(out_level, wlo, whi)) == len(inputs1):
+                inputs0 = wider
+                lo, hi = wlo, whi
+    if inputs1:
+        lo = min(lo, _range_of(inputs1)[0])
+        hi = max(hi, _range_of(inputs1)[1])
+    grandparents: list[FileMetaData] = []
+    if out_level + 1 < version.num_levels:
+        grandparents = version.overlapping(out_level + 1, lo, hi)
+    trivial = (allow_trivial and len(inputs0) == 1 and not inputs1
+               and _total(grandparents) <= GRANDPARENT_LIMIT_FILES * options.target_file_size_base)
+    return Compaction(level=level, output_level=out_level,
+                      inputs=(tuple(inputs0), tuple(inputs1)),
+                      bottom=_is_bottom(version, out_level, lo, hi),
+                      trivial_move=trivial, reason=reason,
+                      grandparents=tuple(grandparents))
+
+
+def pick_compaction(version: Version, options: Options, compact_pointers: dict[int, bytes]
+                    ) -> Compaction | None:
+    """The most urgent compaction of ``version``, or None if none is needed.
+
+    O(files).  Requires: ``version`` built with ``options.num_levels`` levels.
+    """
+    _check_args(version, options)
+    if not isinstance(compact_pointers, dict):
+        raise ArgumentTypeError("compact_pointers must be a dict")
+    if options.compaction_style == "tiered":
+        return _pick_tiered(version, options)
+    scores = level_scores(version, options)
+    best = max(range(version.num_levels - 1), key=lambda lv: (scores[lv], -lv))
+    if scores[best] < 1.0:
+        return None
+    if best == 0:
+        seed = [version.levels[0][-1]]          # the oldest L0 file
+        reason = f"L0 file count {len(version.levels[0])}"
+    else:
+        files = version.levels[best]
+        pointer = compact_pointers.get(best)
+        seed = [files[0]]
+        if pointer is not None:
+            p = internal_sort_key(pointer)
+            for f in files:
+                if internal_sort_key(f.largest) > p:
+                    seed = [f]
+                    break
+        reason = f"L{best} score {scores[best]:.2f}"
+    return _leveled(version, options, best, seed, reason, allow_trivial=True)
+
+
+def pick_range_compaction(version: Version, options: Options, level: int,
+                          start: bytes | None, stop: bytes | None) -> Compaction | None:
+    """A manual compaction of the files of ``level`` overlapping user keys
+    ``[start, stop]`` (None = unbounded) into the next level; None when no
+    file overlaps or ``level`` is the last.  Calling again after applying the
+    result continues with the rest of the range, so a loop over levels
+    0..num_levels-2 calling until None compacts the range to the bottom.
+    Tiered: level 0 merges every run overlapping the range into one (None
+    when at most one run overlaps); other levels return None.  No trivial
+    moves: every file is rewritten (dropping what tombstones hide).
+    """
+    _check_args(version, options)
+    if type(level) is not int:
+        raise ArgumentTypeError(f"level must be an int, not {type(level).__name__}")
+    if not 0 <= level < version.num_levels:
+        raise InvalidArgumentError(f"level out of range: {level}")
+    for name, key in (("start", start), ("stop", stop)):
+        if key is not None and not isinstance(key, bytes):
+            raise ArgumentTypeError(f"{name} must be bytes or None, not {type(key).__name__}")
+    if options.compaction_style == "tiered":
+        return _pick_tiered_range(version, options, level, start, stop)
+    if level >= version.num_levels - 1:
+        return None
+    files = version.overlapping(level, start, stop)
+    if not files:
+        return None
+    if level > 0:
+        limit = EXPAND_LIMIT_FILES * options.target_file_size_base
+        taken: list[FileMetaData] = []
+        for f in files:
+            taken.append(f)
+            if _total(taken) >= limit:
+                break
+        files = taken
+    return _leveled(version, options, level, files, f"manual L{level}", allow_trivial=False)
+
+
+def _check_args(version: Version, options: Options) -> None:
+    if not isinstance(version, Version):
+        raise ArgumentTypeError(f"version must be a Version, not {type(version).__name__}")
+    if not isinstance(options, Options):
+        raise ArgumentTypeError(f"options must be an Options, not {type(options).__name__}")
+    if version.num_levels != options.num_levels:
+        raise InvalidArgumentError("version and options disagree on num_levels")
+
+
+# -- tiered -------------------------------------------------------------------
+
+
+def _runs(version: Version) -> list[tuple[int, tuple[FileMetaData, ...]]]:
+    """Sorted runs newest first: each L0 file, then each non-empty level."""
+    runs: list[tuple[int, tuple[FileMetaData, ...]]] = [(0, (f,)) for f in version.levels[0]]
+    runs += [(lv, version.levels[lv]) for lv in range(1, version.num_levels)
+             if version.levels[lv]]
+    return runs
+
+
+def _tiered_window(version: Version, options: Options,
+                   runs: list[tuple[int, tuple[FileMetaData, ...]]], i: int, j: int,
+                   reason: str) -> Compaction:
+    """Merge runs[i:j] (adjacent, newest first) into one run."""
+    window = list(runs[i:j])
+    moves: list[tuple[int, int, FileMetaData]] = []
+    oldest = window[-1][0]
+    if oldest > 0:
+        out_level = oldest
+    else:
+        occupied = [lv for lv in range(1, version.num_levels) if version.levels[lv]]
+        first = occupied[0] if occupied else version.num_levels
+        if first > 1:
+            out_level = first - 1
+        else:
+            empty = [lv for lv in range(2, version.num_levels) if not version.levels[lv]]
+            if empty:
+                e = empty[0]
+                for lv in range(e - 1, 0, -1):      # shift L1..Le-1 one level down
+                    moves.extend((lv, lv + 1, f) for f in version.levels[lv])
+                out_level = 1
+            else:
+                window.append((1, version.levels[1]))
+                out_level = 1
+    files = [f for _, fs in window for f in fs]
+    lo, hi = _range_of(files)
+    first_level = window[0][0]
+    newer = tuple(f for lv, fs in window if lv != out_level for f in fs)
+    at_out = tuple(f for lv, fs in window if lv == out_level for f in fs)
+    return Compaction(level=first_level, output_level=out_level, inputs=(newer, at_out),
+                      bottom=_is_bottom(version, out_level, lo, hi), trivial_move=False,
+                      reason=reason, sources=tuple(window), moves=tuple(moves))
+
+
+def _pick_tiered(version: Version, options: Options) -> Compaction | None:
+    runs = _runs(version)
+    n0 = len(version.levels[0])
+    small = options.write_buffer_size
+    sizes = [_total(files) for _, files in runs]
+    for i in range(len(runs)):
+        j = i + 1
+        total = sizes[i]
+        while j < len(runs) and j - i < options.max_merge_width:
+            avg = total / (j - i)
+            s = sizes[j]
+            similar = ((s <= small and avg <= small)
+                       or TIERED_BUCKET_LOW * avg <= s <= TIERED_BUCKET_HIGH * avg)
+            if not similar and not j < n0:       # L0 windows always reach the oldest L0 file
+                break
+            total += s
+            j += 1
+        if i < n0 and j < n0:
+            continue                             # cannot leave older L0 files behind
+        if j - i >= options.min_merge_width:
+            return _tiered_window(version, options, runs, i, j,
+                                  f"tiered bucket of {j - i} runs")
+    if n0 >= options.level0_file_num_compaction_trigger and n0 >= 2:
+        return _tiered_window(version, options, runs, 0, n0, f"tiered L0 file count {n0}")
+    return None
+
+
+def _pick_tiered_range(version: Version, options: Options, level: int,
+                       start: bytes | None, stop: bytes | None) -> Compaction | None:
+    if level != 0:
+        return None
+    runs = _runs(version)
+    hit = [k for k, (_, files) in enumerate(runs)
+           if any(f.overlaps(start, stop) for f in files)]
+    if not hit:
+        return None
+    i, j = hit[0], hit[-1] + 1
+    if i < len(version.levels[0]):
+        j = max(j, len(version.levels[0]))      # take every older L0 file too
+    if j - i < 2:
+        return None
+    return _tiered_window(version, options, runs, i, j, "manual tiered")
+
+
+# ---------------------------------------------------------------------------
+# Writing tables
+
+
+def _builder(fs: Any, name: str, options: Options) -> tuple[Any, Any]:
+    from lsm.sstable.builder import TableBuilder
+
+    file = fs.create(name)
+    try:
+        builder = TableBuilder(file, name=name, block_size=options.block_size,
+                               block_restart_interval=options.block_restart_interval,
+                               bloom_bits_per_key=options.bloom_bits_per_key,
+                               compression=options.compression)
+    except BaseException:
+        file.close()
+        raise
+    return file, builder
+
+
+def _discard(fs: Any, file: Any, name: str) -> None:
+    """Close and delete a half-written output; the original error is what matters."""
+    try:
+        file.close()
+    except Error:
+        pass
+    try:
+        fs.delete(name)
+    except Error:
+        pass
+
+
+def _meta(number: int, file: Any, props: Any, tombs: Sequence[tuple[bytes, bytes, int]],
+          point_smallest: bytes | None, point_largest: bytes | None) -> FileMetaData:
+    lows = [] if point_smallest is None else [point_smallest]
+    highs = [] if point_largest is None else [point_largest]
+    lows += [s + _PACK((q << 8) | KIND_RANGE_TOMBSTONE) for s, _, q in tombs]
+    highs += [sentinel_key(e) for _, e, _ in tombs]
+    smallest = min(lows, key=internal_sort_key)
+    largest = max(highs, key=internal_sort_key)
+    return FileMetaData(
+        number=number, size=int(file.size), smallest=smallest, largest=largest,
+        smallest_seq=props.smallest_seq, largest_seq=props.largest_seq,
+        num_entries=props.num_entries + len(tombs),
+        num_deletions=props.num_tombstones + len(tombs))
+
+
+def build_table(fs: Any, number: int, entries: Iterable[tuple[bytes, bytes]],
+                range_tombstones: Iterable[tuple[bytes, bytes, int]], options: Options
+                ) -> FileMetaData | None:
+    """Write ``entries`` (internal order; kind-2 entries are taken as range
+    tombstones) and ``range_tombstones`` to ``%06d.sst``, sync and close it.
+    Returns its metadata, or None (and creates no file) when there is nothing
+    to write.  O(entries).
+    """
+    if not isinstance(options, Options):
+        raise ArgumentTypeError(f"options must be an Options, not {type(options).__name__}")
+    name = fn.table_file_name(number)
+    tombs = [(s, e, q) for s, e, q in range_tombstones if s < e]
+    it = iter(entries)
+    first = next(it, None)
+    if first is None and not tombs:
+        return None
+    file, builder = _builder(fs, name, options)
+    try:
+        smallest = largest = None
+        if first is not None:
+            add = builder.add
+            for ikey, value in _chain(first, it):
+                if ikey[-8] == KIND_RANGE_TOMBSTONE:
+                    if ikey[:-8] < value:
+                        tombs.append((ikey[:-8], value, int.from_bytes(ikey[-7:], "little")))
+                    continue
+                if smallest is None:
+                    smallest = ikey
+                add(ikey, value)
+                largest = ikey
+        if smallest is None and not tombs:
+            _discard(fs, file, name)
+            return None
+        for s, e, q in tombs:
+            builder.add_range_tombstone(s, e, q)
+        props = builder.finish()
+        file.sync()
+        meta = _meta(number, file, props, tombs, smallest, largest)
+        file.close()
+        return meta
+    except BaseException:
+        _discard(fs, file, name)
+        raise
+
+
+def _chain(first: tuple[bytes, bytes], rest: Iterable[tuple[bytes, bytes]]
+           ) -> Iterable[tuple[bytes, bytes]]:
+    yield first
+    yield from rest
+
+
+class _Output:
+    """Writes the merged stream into output tables (cutting, tombstone clipping)."""
+
+    def __init__(self, fs: Any, options: Options, new_file_number: Callable[[], int],
+                 grandparents: Sequence[FileMetaData]) -> None:
+        self.fs = fs
+        self.options = options
+        self.new_file_number = new_file_number
+        self.grandparents = list(grandparents)
+        self.gp_index = 0
+        self.gp_bytes = 0
+        self.gp_seen = False
+        self.gp_limit = GRANDPARENT_LIMIT_FILES * options.target_file_size_base
+        self.target = options.target_file_size_base
+        self.metas: list[FileMetaData] = []
+        self.file: Any = None
+        self.builder: Any = None
+        self.name = ""
+        self.number = 0
+        self.tombs: list[tuple[bytes, bytes, int]] = []
+        self.smallest: bytes | None = None
+        self.largest: bytes | None = None
+        self.last_user: bytes | None = None
+        self.tombs_written = 0
+
+    def _past_grandparents(self, user_key: bytes) -> bool:
+        gps = self.grandparents
+        while (self.gp_index < len(gps)
+               and gps[self.gp_index].largest[:-8] < user_key):
+            if self.gp_seen:
+                self.gp_bytes += gps[self.gp_index].size
+            self.gp_index += 1
+        self.gp_seen = True
+        if self.gp_bytes > self.gp_limit:
+            self.gp_bytes = 0
+            return True
+        return False
+
+    def _boundary(self, user_key: bytes) -> None:
+        """A new user key begins: maybe cut the current output before it."""
+        cut = self._past_grandparents(user_key) if self.grandparents else False
+        if self.builder is not None and (cut or self.builder.estimated_size >= self.target):
+            self.finish(user_key)
+        self.last_user = user_key
+        if self.builder is None:
+            self.number = self.new_file_number()
+            self.name = fn.table_file_name(self.number)
+            self.file, self.builder = _builder(self.fs, self.name, self.options)
+
+    def add(self, ikey: bytes, value: bytes) -> None:
+        if ikey[:-8] != self.last_user or self.builder is None:
+            self._boundary(ikey[:-8])
+        if self.smallest is None:
+            self.smallest = ikey
+        self.builder.add(ikey, value)
+        self.largest = ikey
+
+    def add_tombstone(self, start: bytes, end: bytes, seq: int) -> None:
+        if start != self.last_user or self.builder is None:
+            self._boundary(start)
+        self.tombs.append((start, end, seq))
+
+    def finish(self, cut: bytes | None) -> None:
+        """Finish the current output; range tombstones reaching past ``cut``
+        are clipped there and carried into the next output."""
+        written: list[tuple[bytes, bytes, int]] = []
+        carry: list[tuple[bytes, bytes, int]] = []
+        for s, e, q in self.tombs:
+            if cut is not None and e > cut:
+                if s < cut:
+                    written.append((s, cut, q))
+                carry.append((cut, e, q))
+            else:
+                written.append((s, e, q))
+        for s, e, q in written:
+            self.builder.add_range_tombstone(s, e, q)
+        props = self.builder.finish()
+        self.file.sync()
+        meta = _meta(self.number, self.file, props, written, self.smallest, self.largest)
+        self.file.close()
+        self.metas.append(meta)
+        self.tombs_written += len(written)
+        self.file = self.builder = None
+        self.tombs = carry
+        self.smallest = self.largest = None
+
+    def abandon(self) -> None:
+        """Delete every output written so far (the compaction failed)."""
+        if self.file is not None:
+            _discard(self.fs, self.file, self.name)
+            self.file = self.builder = None
+        for meta in self.metas:
+            try:
+                self.fs.delete(fn.table_file_name(meta.number))
+            except Error:
+                pass
+
+
+class _Source:
+    """One input sorted run read block by block (files of a level in order)."""
+
+    def __init__(self, table_cache: Any, files: Sequence[FileMetaData]) -> None:
+        self.table_cache = table_cache
+        self.files = list(files)
+        self.fi = 0
+        self.it: Any = None
+        self.keys: list[bytes] = []
+        self.values: list[bytes] = []
+        self.exhausted = False
+        self.entries = 0
+
+    def _load_block(self) -> bool:
+        while True:
+            if self.it is None:
+                if self.fi >= len(self.files):
+                    self.exhausted = True
+                    return False
+                reader = self.table_cache.get(self.files[self.fi].number)
+                self.fi += 1
+                self.it = iter(reader.blocks())
+            block = next(self.it, None)
+            if block is None:
+                self.it = None
+                continue
+            self.keys.extend(block[0])
+            self.values.extend(block[1])
+            self.entries += len(block[0])
+            return True
+
+    def fill(self, n: int) -> None:
+        while not self.exhausted and len(self.keys) < n:
+            self._load_block()
+
+    def grow(self) -> None:
+        if not self.exhausted:
+            self._load_block()
+
+    def last_user(self) -> bytes:
+        return self.keys[-1][:-8]
+
+    def take_below(self, bound: bytes | None) -> tuple[list[bytes], list[bytes]]:
+        """Remove and return the buffered entries with user key < ``bound``."""
+        keys = self.keys
+        if bound is None:
+            i = len(keys)
+        else:
+            lo, hi = 0, len(keys)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if keys[mid][:-8] < bound:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            i = lo
+        if i == 0:
+            return [], []
+        taken = (keys[:i], self.values[:i])
+        self.keys = keys[i:]
+        self.values = self.values[i:]
+        return taken
+
+
+def run_compaction(c: Compaction, *, fs: Any, table_cache: Any, options: Options,
+                   new_file_number: Callable[[], int], snapshots: Sequence[int],
+                   ) -> tuple[VersionEdit, CompactionStats]:
+    """Do the work of ``c``; return the edit (inputs deleted, outputs added,
+    compaction pointer, tiered moves) and statistics.  The caller applies
+    the edit.  A trivial move does no I/O.  On error the outputs written so
+    far are deleted and the error is raised.
+
+    Memory: O(WINDOW_ENTRIES x input runs + range tombstones).
+    Requires: ``snapshots`` the live snapshot sequences; ``table_cache.get``
+    opens input tables by number.
+    """
+    if not isinstance(c, Compaction):
+        raise ArgumentTypeError(f"c must be a Compaction, not {type(c).__name__}")
+    if not isinstance(options, Options):
+        raise ArgumentTypeError(f"options must be an Options, not {type(options).__name__}")
+    if not callable(new_file_number):
+        raise ArgumentTypeError("new_file_number must be callable")
+    snaps = sorted(set(int(s) for s in snapshots))
+    t0 = time.monotonic()
+    stats = CompactionStats()
+    pointers: tuple[tuple[int, bytes], ...] = ()
+    if c.inputs[0] and c.level > 0 and not c.sources:
+        pointers = ((c.level, max((f.largest for f in c.inputs[0]), key=internal_sort_key)),)
+    moved_deleted = tuple((a, f.number) for a, _, f in c.moves)
+    moved_added = tuple((b, f) for _, b, f in c.moves)
+    inputs = c.input_files()
+    if c.trivial_move:
+        edit = VersionEdit(
+            compact_pointers=pointers,
+            deleted_files=tuple((lv, f.number) for lv, f in inputs) + moved_deleted,
+            new_files=tuple((c.output_level, f) for _, f in inputs) + moved_added)
+        stats.seconds = time.monotonic() - t0
+        return edit, stats
+
+    sources = [_Source(table_cache, files) for _, files in c.input_runs()]
+    tombs: list[tuple[bytes, bytes, int]] = []
+    for _, f in inputs:
+        tombs.extend(table_cache.get(f.number).range_tombstones)
+    tomb_entries = sorted(((s + _PACK((q << 8) | KIND_RANGE_TOMBSTONE), e) for s, e, q in tombs),
+                          key=lambda kv: internal_sort_key(kv[0]))
+    out = _Output(fs, options, new_file_number, c.grandparents)
+    emitted: set[tuple[bytes, bytes, int]] = set()
+    merge = _native.merge
+    mode = _native.MERGE_COMPACT
+    lo: bytes | None = None
+    try:
+        while True:
+            for s in sources:
+                s.fill(WINDOW_ENTRIES)
+            bound: bytes | None = None
+            for s in sources:
+                if not s.exhausted:
+                    u = s.last_user()
+                    if bound is None or u < bound:
+                        bound = u
+            runs = []
+            for s in sources:
+                keys, values = s.take_below(bound)
+                if keys:
+                    runs.append((keys, values))
+            if not runs and bound is not None:
+                for s in sources:       # every buffered entry is at user key `bound`
+                    if not s.exhausted and s.last_user() == bound:
+                        s.grow()
+                continue
+            window_tombs = [kv for kv in tomb_entries
+                            if (bound is None or kv[0][:-8] < bound)
+                            and (lo is None or kv[1] > lo)]
+            if window_tombs:
+                runs.append(([k for k, _ in window_tombs], [v for _, v in window_tombs]))
+            if runs:
+                keys, values = merge(runs, 0, snaps, mode, c.bottom)
+                add, add_tomb = out.add, out.add_tombstone
+                for k, v in zip(keys, values):
+                    if k[-8] == KIND_RANGE_TOMBSTONE:
+                        t = (k[:-8], v, int.from_bytes(k[-7:], "little"))
+                        if t not in emitted:
+                            emitted.add(t)
+                            add_tomb(*t)
+                    else:
+                        add(k, v)
+                stats.entries_written += len(keys)
+            if bound is None:
+                break
+            lo = bound
+        if out.builder is not None:
+            out.finish(None)
+    except BaseException:
+        out.abandon()
+        raise
+    stats.entries_read = sum(s.entries for s in sources)
+    stats.bytes_read = sum(f.size for _, f in inputs)
+    stats.bytes_written = sum(m.size for m in out.metas)
+    stats.input_files = len(inputs)
+    stats.output_files = len(out.metas)
+    stats.range_tombstones_written = out.tombs_written
+    stats.seconds = time.monotonic() - t0
+    edit = VersionEdit(
+        compact_pointers=pointers,
+        deleted_files=tuple((lv, f.number) for lv, f in inputs) + moved_deleted,
+        new_files=tuple((c.output_level, m) for m in out.metas) + moved_added)
+    return edit, stats
