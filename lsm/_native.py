@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+from struct import unpack as unpack_struct
 from array import array
 from itertools import accumulate, chain
 from types import SimpleNamespace
@@ -131,26 +132,24 @@ def _make_c_api(ffi: Any, lib: Any) -> SimpleNamespace:
         if type(block) is not bytes:
             block = check_buffer(block, "block")
         n = len(block)
-        info = new("size_t[3]")  # count, key_bytes, err_off
-        rc = lib.lsm_block_decode(block, n, info, NULL, NULL, NULL, NULL)
+        info = new("size_t[5]")  # count, key_bytes, err_off, value_bytes, fmt_len
+        rc = lib.lsm_block_decode(block, n, info, NULL, NULL)
         if rc < 0:
             _raise_code(rc, info[2])
-        count = info[0]
-        if count == 0:
+        if info[0] == 0:
             return [], []
-        kb_len = info[1]
-        keybuf = new("char[]", kb_len or 1)
-        kofs = new("size_t[]", count + 1)
-        vstart = new("size_t[]", count)
-        vend = new("size_t[]", count)
-        rc = lib.lsm_block_decode(block, n, info, keybuf, kofs, vstart, vend)
+        size = info[1] + info[3]
+        fmt_len = info[4]
+        out = new("char[]", size or 1)
+        fmt = new("char[]", fmt_len + 44)
+        info[0] = size
+        info[1] = fmt_len + 44
+        rc = lib.lsm_block_decode(block, n, info, out, fmt)
         if rc < 0:  # cannot happen: the first pass validated the same bytes
             _raise_code(rc, info[2])
-        kb = ffi.buffer(keybuf, kb_len)[:]
-        ko = unpack(kofs, count + 1)
-        keys = list(map(kb.__getitem__, map(slice, ko, ko[1:])))
-        values = list(map(block.__getitem__, map(slice, unpack(vstart, count), unpack(vend, count))))
-        return keys, values
+        # one C-level call splits key0 value0 key1 value1 ... into bytes
+        items = unpack_struct(ffi.buffer(fmt, fmt_len)[:], ffi.buffer(out, size))
+        return list(items[0::2]), list(items[1::2])
 
     def block_seek(block: bytes, target: bytes, cmp: int) -> Optional[tuple[int, bytes, bytes]]:
         if type(block) is not bytes:

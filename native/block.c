@@ -267,48 +267,79 @@ static inline int scan_next(const block_t *bk, scan_t *s, entry_t *e, size_t *er
     return 0;
 }
 
-int lsm_block_decode(const char *block, size_t len, size_t *info, char *keybuf,
-                     size_t *key_offsets, size_t *value_starts, size_t *value_ends)
+/* Write v in decimal followed by 's'; returns the length (at most 21). */
+static size_t put_count(char *o, size_t v)
+{
+    char tmp[24];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++)
+        o[i] = tmp[n - 1 - i];
+    o[n] = 's';
+    return n + 1;
+}
+
+static size_t count_len(size_t v)
+{
+    size_t n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n + 1;
+}
+
+int lsm_block_decode(const char *block, size_t len, size_t *info, char *out, char *fmt)
 {
     block_t bk;
     scan_t s;
     entry_t e;
-    size_t count = 0, key_bytes = 0, cap_count = 0, cap_keys = 0;
-    uint8_t *kb = (uint8_t *)keybuf;
+    size_t count = 0, key_bytes = 0, value_bytes = 0, fmt_len = 0, pos = 0;
+    size_t cap_out = 0, cap_fmt = 0, prev_at = 0;
+    uint8_t *o = (uint8_t *)out;
     int rc;
 
-    if (kb != NULL) {
-        cap_count = info[0];
-        cap_keys = info[1];
+    if (o != NULL) {
+        cap_out = info[0];
+        cap_fmt = info[1];
     }
-    info[0] = info[1] = info[2] = 0;
+    info[0] = info[1] = info[2] = info[3] = info[4] = 0;
     if ((rc = parse_trailer(&bk, (const uint8_t *)block, len, &info[2])) != 0)
         return rc;
     scan_init(&bk, &s, 0);
     while (s.p < bk.data_end) {
-        size_t prev_start = key_bytes - s.prev_len;
+        size_t klen, vlen;
         if ((rc = scan_next(&bk, &s, &e, &info[2])) != 0)
             return rc;
-        if (kb != NULL) {
-            size_t klen = e.shared + e.unshared;
-            if (count >= cap_count || klen > cap_keys - key_bytes) {
+        klen = e.shared + e.unshared;
+        vlen = e.value_end - e.value_at;
+        if (o != NULL) {
+            if (klen + vlen > cap_out - pos || 44 > cap_fmt - fmt_len) {
                 info[2] = e.start;
                 return LSM_ERR_TOO_LARGE;
             }
-            key_offsets[count] = key_bytes;
-            /* the previous key ends at key_bytes; shared <= its length */
-            memmove(kb + key_bytes, kb + prev_start, e.shared);
-            memcpy(kb + key_bytes + e.shared, bk.b + e.key_at, e.unshared);
-            value_starts[count] = e.value_at;
-            value_ends[count] = e.value_end;
+            /* the previous key starts at prev_at; shared <= its length */
+            memmove(o + pos, o + prev_at, e.shared);
+            memcpy(o + pos + e.shared, bk.b + e.key_at, e.unshared);
+            prev_at = pos;
+            memcpy(o + pos + klen, bk.b + e.value_at, vlen);
+            pos += klen + vlen;
+            fmt_len += put_count(fmt + fmt_len, klen);
+            fmt_len += put_count(fmt + fmt_len, vlen);
+        } else {
+            fmt_len += count_len(klen) + count_len(vlen);
         }
-        key_bytes += e.shared + e.unshared;
+        key_bytes += klen;
+        value_bytes += vlen;
         count++;
     }
-    if (kb != NULL)
-        key_offsets[count] = key_bytes;
     info[0] = count;
     info[1] = key_bytes;
+    info[3] = value_bytes;
+    info[4] = fmt_len;
     return 0;
 }
 

@@ -42,21 +42,17 @@ static void run_decoders(const char *data, size_t n)
     lsm_bloom_may_contain(b, n, t, 9);
     lsm_block_seek(b, n, t, 1, 0, kb, info);
     lsm_block_seek(b, n, t, 9, 1, kb, info);
-    if (lsm_block_decode(b, n, info, NULL, NULL, NULL, NULL) == 0 && info[0] > 0) {
-        size_t cnt = info[0], kbytes = info[1];
-        char *keys = malloc(kbytes ? kbytes : 1);
-        size_t *ko = malloc((cnt + 1) * sizeof(size_t));
-        size_t *vs = malloc(cnt * sizeof(size_t)), *ve = malloc(cnt * sizeof(size_t));
-        info[0] = cnt;
-        info[1] = kbytes;
-        if (lsm_block_decode(b, n, info, keys, ko, vs, ve) != 0) {
+    if (lsm_block_decode(b, n, info, NULL, NULL) == 0 && info[0] > 0) {
+        size_t size = info[1] + info[3], flen = info[4];
+        char *o = malloc(size ? size : 1), *f = malloc(flen + 44);
+        info[0] = size;
+        info[1] = flen + 44;
+        if (lsm_block_decode(b, n, info, o, f) != 0 || info[4] != flen) {
             fprintf(stderr, "second decode pass disagrees\n");
             abort();
         }
-        free(keys);
-        free(ko);
-        free(vs);
-        free(ve);
+        free(o);
+        free(f);
     }
     free(kb);
     free(t);

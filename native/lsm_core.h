@@ -73,14 +73,15 @@ int lsm_block_encode(const char *keys, size_t keys_len, const uint64_t *key_lens
                      size_t n, uint32_t restart_interval,
                      char *out, size_t cap, size_t *out_len);
 
-/* Decode a block.  info[0] = entry count, info[1] = total bytes of the full
- * keys, info[2] = error offset.  With keybuf == NULL it only validates and
- * counts.  Otherwise, on input info[0] / info[1] are the capacities of
- * key_offsets (info[0] + 1 entries, cumulative offsets into keybuf),
- * value_starts / value_ends (info[0] entries, offsets into block) and keybuf
- * (info[1] bytes).  Returns 0 or a negative code. */
-int lsm_block_decode(const char *block, size_t len, size_t *info, char *keybuf,
-                     size_t *key_offsets, size_t *value_starts, size_t *value_ends);
+/* Decode a block.  With out == NULL it only validates and measures:
+ * info[0] = entry count, info[1] = total bytes of the full keys, info[3] =
+ * total bytes of the values, info[4] = length of the format string.  With
+ * out != NULL, on input info[0] / info[1] are the capacities of out and
+ * fmt; it writes key0 value0 key1 value1 ... to out and the matching
+ * struct format ("3s5s4s0s...") to fmt, so that Python splits out into
+ * bytes objects with one struct.unpack call.  info[2] = error offset.
+ * Returns 0 or a negative code. */
+int lsm_block_decode(const char *block, size_t len, size_t *info, char *out, char *fmt);
 
 /* Seek the first entry with key >= target under cmp (0 bytewise, 1
  * internal).  keybuf has room for len bytes (a key is never longer than
