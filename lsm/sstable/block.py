@@ -64,8 +64,8 @@ class BlockBuilder:
     def finish(self) -> bytes:
         """Encode the entries and reset the builder.  O(total bytes)."""
         raw = N.block_encode(self.keys, self.values, self.restart_interval)
-        self.keys = []
-        self.values = []
+        self.keys.clear()           # in place: holders of bound ``append`` stay valid
+        self.values.clear()
         self.size_estimate = 8
         return raw
 

@@ -14,6 +14,8 @@ and the footer.  The caller syncs and closes the file.
 
 from __future__ import annotations
 
+import struct
+
 from lsm import _native as N
 from blockdev.errors import ArgumentTypeError, ClosedError, InvalidArgumentError
 from lsm.dbformat import KIND_RANGE_TOMBSTONE, MAX_SEQUENCE, internal_sort_key, pack_internal_key
@@ -36,6 +38,7 @@ from lsm.sstable.format import (
 __all__ = ["TableBuilder"]
 
 _FLUSH_BYTES = 256 * 1024
+_unpack_trailer = struct.Struct("<Q").unpack_from
 _INDEX_RESTART_INTERVAL = 1      # every index entry is a restart: pure binary search
 
 
@@ -80,7 +83,14 @@ class TableBuilder:
         self._compress = compression == "lz4"
         self._compression = compression
         self._block = BlockBuilder(block_restart_interval)
+        self._kappend = self._block.keys.append
+        self._vappend = self._block.values.append
+        self._bsize = 8                       # size estimate of the pending block
+        self._limit = block_size
+        self._per_entry = ENTRY_OVERHEAD + 4 // block_restart_interval
         self._filter = FilterBuilder(bloom_bits_per_key) if bloom_bits_per_key > 0 else None
+        self._fkeys: list[bytes] = self._filter.keys if self._filter is not None else []
+        self._fkeys_append = self._fkeys.append
         self._buf: list[bytes] = []
         self._buf_len = 0
         if int(getattr(file, "size", 0)) != 0:
@@ -94,7 +104,7 @@ class TableBuilder:
         self._last_uk: bytes | None = None
         self._last_trailer = 0
         self._finished = False
-        self.num_entries = 0
+        self._flushed_entries = 0
         self._num_tombstones = 0
         self._raw_key_size = 0
         self._raw_value_size = 0
@@ -116,46 +126,40 @@ class TableBuilder:
             value = _as_bytes(value, "value")
         if self._finished:
             raise ClosedError(f"table builder {self.name!r} already finished")
-        if len(ikey) < 8:
+        n = len(ikey)
+        if n < 8:
             raise InvalidArgumentError("ikey must be an internal key (>= 8 bytes)")
         uk = ikey[:-8]
-        trailer = int.from_bytes(ikey[-8:], "little")
-        kind = trailer & 0xFF
-        if kind > 1:
+        trailer = _unpack_trailer(ikey, n - 8)[0]
+        if trailer & 0xFE:
             raise InvalidArgumentError(
-                f"ikey kind {kind} is not a point entry (use add_range_tombstone)")
+                f"ikey kind {trailer & 0xFF} is not a point entry (use add_range_tombstone)")
         last = self._last_uk
-        if last is not None:
-            if uk == last:
-                if trailer >= self._last_trailer:
-                    raise InvalidArgumentError("keys must be strictly increasing in internal order")
-            elif uk < last:
+        if uk != last:
+            if last is not None and uk < last:
                 raise InvalidArgumentError("keys must be strictly increasing in internal order")
-            else:
-                if self._filter is not None:
-                    self._filter.keys.append(uk)
-                self._last_uk = uk
-        else:
-            self._smallest_key = ikey
-            if self._filter is not None:
-                self._filter.keys.append(uk)
+            self._fkeys_append(uk)
             self._last_uk = uk
+        elif trailer >= self._last_trailer:
+            raise InvalidArgumentError("keys must be strictly increasing in internal order")
         self._last_trailer = trailer
         seq = trailer >> 8
         if seq < self._smallest_seq:
             self._smallest_seq = seq
         if seq > self._largest_seq:
             self._largest_seq = seq
-        self.num_entries += 1
-        if kind == 0:
+        if not trailer & 1:
             self._num_tombstones += 1
-        self._raw_key_size += len(ikey)
-        self._raw_value_size += len(value)
-        self._largest_key = ikey
-        blk = self._block
-        blk.add(ikey, value)
-        if blk.size_estimate >= self.block_size:
+        self._kappend(ikey)
+        self._vappend(value)
+        self._bsize += n + len(value) + self._per_entry
+        if self._bsize >= self._limit:
             self._flush_block()
+
+    @property
+    def num_entries(self) -> int:
+        """Point entries added so far."""
+        return self._flushed_entries + len(self._block.keys)
 
     def add_range_tombstone(self, start: bytes, end: bytes, seq: int) -> None:
         """Record a range tombstone deleting user keys in ``[start, end)``
@@ -195,8 +199,15 @@ class TableBuilder:
 
     def _flush_block(self) -> None:
         blk = self._block
-        last_key = blk.keys[-1]
-        raw = blk.finish()
+        keys = blk.keys
+        if not self._flushed_entries:
+            self._smallest_key = keys[0]
+        last_key = self._largest_key = keys[-1]
+        self._flushed_entries += len(keys)
+        self._raw_key_size += sum(map(len, keys))
+        self._raw_value_size += sum(map(len, blk.values))
+        raw = blk.finish()          # clears the lists in place (bound appends stay valid)
+        self._bsize = 8
         off, size = self._emit(raw, self._compress)
         handle = encode_handle(off, size)
         self._index_keys.append(last_key)
@@ -207,7 +218,7 @@ class TableBuilder:
     def estimated_size(self) -> int:
         """Bytes the file would have if finished now (an estimate: pending
         block uncompressed, filter at its configured density)."""
-        pending = self._block.size_estimate + BLOCK_TRAILER_SIZE if len(self._block) else 0
+        pending = self._bsize + BLOCK_TRAILER_SIZE if len(self._block) else 0
         filt = 0
         if self._filter is not None:
             filt = max(8, (len(self._filter.keys) * self._filter.bits_per_key + 7) // 8) + 6
@@ -240,7 +251,7 @@ class TableBuilder:
         index_handle = self._emit(index_raw, False)
         empty_seq = self._largest_seq < 0
         props = TableProperties(
-            num_entries=self.num_entries, num_tombstones=self._num_tombstones,
+            num_entries=self._flushed_entries, num_tombstones=self._num_tombstones,
             num_range_tombstones=len(self._range_tombstones),
             raw_key_size=self._raw_key_size, raw_value_size=self._raw_value_size,
             data_size=data_size, index_size=len(index_raw), filter_size=filter_size,
