@@ -299,3 +299,10 @@ def test_range_tombstone_extent_meta() -> None:
                      4, 4, 1, 1)
     assert f.contains(b"a") and f.contains(b"j") and not f.contains(b"k")
     assert f.overlaps(b"j", b"z") and not f.overlaps(b"k", b"z")
+
+
+def test_new_database_golden_bytes(tmp_path) -> None:
+    make_set(str(tmp_path)).create_new()
+    assert open(os.path.join(tmp_path, "MANIFEST-000001"), "rb").read().hex() == (
+        "4019eae6080001" "0101" "0200" "0302" "0400")
+    assert open(os.path.join(tmp_path, "CURRENT"), "rb").read() == b"MANIFEST-000001\n"
