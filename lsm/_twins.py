@@ -532,6 +532,10 @@ def block_decode(block: bytes) -> tuple[list[bytes], list[bytes]]:
 
 def _entry(block: bytes, p: int, data_end: int) -> tuple[int, int, int, int]:
     """Decode the three varints at ``p``: (shared, unshared, vlen, p_after)."""
+    if p + 3 <= data_end:
+        a, b, c = block[p], block[p + 1], block[p + 2]
+        if a < 0x80 and b < 0x80 and c < 0x80:
+            return a, b, c, p + 3
     shared, p = _dv32(block, p, data_end)
     unshared, p = _dv32(block, p, data_end)
     vlen, p = _dv32(block, p, data_end)
