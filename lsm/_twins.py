@@ -77,6 +77,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left
+from collections import abc as _abc
 from typing import Any, Optional, Sequence
 
 from blockdev.errors import ArgumentTypeError, CorruptionError, InvalidArgumentError
@@ -214,8 +215,8 @@ def check_merge_args(runs: Any, read_seq: Any, snapshots: Any, mode: Any,
                 f"runs[{r}] has {len(keys)} keys but {len(values)} values")
         out.append((keys, values))
     check_int(read_seq, "read_seq", 0, MAX_SEQUENCE)
-    if not isinstance(snapshots, (list, tuple)):
-        raise ArgumentTypeError(f"snapshots must be a list of ints, not {type(snapshots).__name__}")
+    if not isinstance(snapshots, _abc.Sequence) or isinstance(snapshots, (str, bytes, bytearray)):
+        raise ArgumentTypeError(f"snapshots must be a sequence of ints, not {type(snapshots).__name__}")
     snaps = list(snapshots)
     prev = -1
     for s in snaps:
