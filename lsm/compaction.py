@@ -252,9 +252,12 @@ def pick_range_compaction(version: Version, options: Options, level: int,
                           start: bytes | None, stop: bytes | None) -> Compaction | None:
     """A manual compaction of the files of ``level`` overlapping user keys
     ``[start, stop]`` (None = unbounded) into the next level; None when no
-    file overlaps or ``level`` is the last.  Calling again after applying the
-    result continues with the rest of the range, so a loop over levels
-    0..num_levels-2 calling until None compacts the range to the bottom.
+    file overlaps, ``level`` is the last, or (for ``level`` >= 1) no deeper
+    level holds data of the range -- L0 always goes down to L1, deeper data
+    stays in the deepest level that holds the range, as in LevelDB.
+    Calling again after applying the result continues with the rest of the
+    range, so a loop over levels 0..num_levels-2 calling until None pushes
+    the range down to its deepest occupied level.
     Tiered: level 0 merges every run overlapping the range into one (None
     when at most one run overlaps); other levels return None.  No trivial
     moves: every file is rewritten (dropping what tombstones hide).
@@ -274,6 +277,9 @@ def pick_range_compaction(version: Version, options: Options, level: int,
     files = version.overlapping(level, start, stop)
     if not files:
         return None
+    if level > 0 and not any(version.overlapping(lv, start, stop)
+                             for lv in range(level + 1, version.num_levels)):
+        return None     # already the deepest data of the range (LevelDB's rule)
     if level > 0:
         limit = EXPAND_LIMIT_FILES * options.target_file_size_base
         taken: list[FileMetaData] = []

@@ -108,8 +108,12 @@ def test_range_compaction() -> None:
     assert [f.number for f in c.inputs[0]] == [2] and not c.trivial_move
     assert pick_range_compaction(v, OPTS, 1, b"c", b"o") is None
     assert pick_range_compaction(v, OPTS, 6, None, None) is None
-    c = pick_range_compaction(v, OPTS, 1, None, None)
-    assert [f.number for f in c.inputs[0]] == [10, 11] and c.output_level == 2 and c.bottom
+    assert pick_range_compaction(v, OPTS, 1, None, None) is None    # nothing deeper
+    v3 = v.apply(VersionEdit(new_files=((4, fm(40, b"q", b"r")),)))
+    c = pick_range_compaction(v3, OPTS, 1, None, None)
+    assert [f.number for f in c.inputs[0]] == [10, 11] and c.output_level == 2
+    assert not c.bottom and c.inputs[1] == ()
+    assert pick_range_compaction(v3, OPTS, 1, None, b"o") is None  # L4 is outside the range
     with pytest.raises(InvalidArgumentError):
         pick_range_compaction(v, OPTS, 7, None, None)
     with pytest.raises(ArgumentTypeError):
