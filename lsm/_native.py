@@ -89,27 +89,36 @@ def _make_c_api(ffi: Any, lib: Any) -> SimpleNamespace:
             check_int(seed, "seed", 0, _M64)
         return lib.lsm_xxh64(data, len(data), seed)
 
+    small = [bytes((i,)) for i in range(0x80)]
+
     def encode_varint(value: int) -> bytes:
+        if type(value) is int and 0 <= value < 0x80:
+            return small[value]
         check_int(value, "value", 0, _M64)
         out = new("char[10]")
         n = lib.lsm_encode_varint(value, out)
         return ffi.buffer(out, n)[:]
 
-    def _decode_varint(buf: Any, offset: int, fn: Any, ctype: str) -> tuple[int, int]:
-        buf = check_buffer(buf, "buf")
-        check_int(offset, "offset", 0, len(buf))
-        res = new(ctype)
-        nxt = new("size_t *")
-        rc = fn(buf, len(buf), offset, res, nxt)
-        if rc < 0:
-            _raise_code(rc, offset)
-        return res[0], nxt[0]
-
     def decode_varint32(buf: bytes, offset: int = 0) -> tuple[int, int]:
-        return _decode_varint(buf, offset, lib.lsm_decode_varint32, "uint32_t *")
+        if type(buf) is not bytes:
+            buf = check_buffer(buf, "buf")
+        if type(offset) is not int or offset < 0 or offset > len(buf):
+            check_int(offset, "offset", 0, len(buf))
+        r = lib.lsm_decode_varint32(buf, len(buf), offset)
+        if r < 0:
+            _raise_code(r, offset)
+        return r >> 3, offset + (r & 7)
 
     def decode_varint64(buf: bytes, offset: int = 0) -> tuple[int, int]:
-        return _decode_varint(buf, offset, lib.lsm_decode_varint64, "uint64_t *")
+        if type(buf) is not bytes:
+            buf = check_buffer(buf, "buf")
+        if type(offset) is not int or offset < 0 or offset > len(buf):
+            check_int(offset, "offset", 0, len(buf))
+        res = new("uint64_t[2]")
+        rc = lib.lsm_decode_varint64(buf, len(buf), offset, res)
+        if rc < 0:
+            _raise_code(rc, offset)
+        return res[0], res[1]
 
     def block_encode(keys: Sequence[bytes], values: Sequence[bytes], restart_interval: int) -> bytes:
         check_block_encode_args(keys, values, restart_interval)

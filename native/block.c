@@ -22,23 +22,22 @@ size_t lsm_encode_varint(uint64_t value, char *out)
     return n;
 }
 
-int lsm_decode_varint32(const char *buf, size_t len, size_t offset, uint32_t *value,
-                        size_t *next)
+int64_t lsm_decode_varint32(const char *buf, size_t len, size_t offset)
 {
     size_t p = offset;
-    int rc = lsm_dv32((const uint8_t *)buf, &p, len, value);
-    if (rc == 0)
-        *next = p;
-    return rc;
+    uint32_t value;
+    int rc = lsm_dv32((const uint8_t *)buf, &p, len, &value);
+    if (rc != 0)
+        return rc;
+    return ((int64_t)value << 3) | (int64_t)(p - offset);
 }
 
-int lsm_decode_varint64(const char *buf, size_t len, size_t offset, uint64_t *value,
-                        size_t *next)
+int lsm_decode_varint64(const char *buf, size_t len, size_t offset, uint64_t *out)
 {
     size_t p = offset;
-    int rc = lsm_dv64((const uint8_t *)buf, &p, len, value);
+    int rc = lsm_dv64((const uint8_t *)buf, &p, len, &out[0]);
     if (rc == 0)
-        *next = p;
+        out[1] = (uint64_t)p;
     return rc;
 }
 

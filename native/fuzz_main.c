@@ -33,12 +33,11 @@ static void run_decoders(const char *data, size_t n)
 {
     char *b = dup_exact(data, n);
     char *t = dup_exact("c\x01\x01\x01\x01\x01\x01\x01\x01", 9);
-    size_t info[5], nxt;
-    uint32_t v32;
-    uint64_t v64;
+    size_t info[5];
     char *kb = malloc(n ? n : 1);
-    lsm_decode_varint32(b, n, 0, &v32, &nxt);
-    lsm_decode_varint64(b, n, 0, &v64, &nxt);
+    uint64_t v64[2];
+    lsm_decode_varint32(b, n, 0);
+    lsm_decode_varint64(b, n, 0, v64);
     lsm_bloom_may_contain(b, n, t, 9);
     lsm_block_seek(b, n, t, 1, 0, kb, info);
     lsm_block_seek(b, n, t, 9, 1, kb, info);

@@ -54,12 +54,13 @@ uint64_t lsm_xxh64(const char *data, size_t len, uint64_t seed);
 /* LEB128 of value into out (10 bytes of room); returns the byte count. */
 size_t lsm_encode_varint(uint64_t value, char *out);
 
-/* Decode a varint at buf[offset..len).  0 and *value, *next on success;
- * a negative code on error (the error offset is `offset`). */
-int lsm_decode_varint32(const char *buf, size_t len, size_t offset,
-                        uint32_t *value, size_t *next);
-int lsm_decode_varint64(const char *buf, size_t len, size_t offset,
-                        uint64_t *value, size_t *next);
+/* Decode a varint32 at buf[offset..len): (value << 3) | byte_count on
+ * success, a negative code on error (the error offset is `offset`). */
+int64_t lsm_decode_varint32(const char *buf, size_t len, size_t offset);
+
+/* Decode a varint64 at buf[offset..len): 0 and out[0] = value, out[1] =
+ * next offset on success; a negative code on error (at `offset`). */
+int lsm_decode_varint64(const char *buf, size_t len, size_t offset, uint64_t *out);
 
 /* Upper bound of the size of the block lsm_block_encode builds. */
 size_t lsm_block_encode_bound(size_t n, size_t key_bytes, size_t value_bytes,
