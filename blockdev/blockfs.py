@@ -116,12 +116,14 @@ _SB_CSUM = struct.Struct("<Q")  # do not change: on-disk (at offset 96)
 SUPERBLOCK_SIZE = _SB.size + _SB_CSUM.size  # 104
 _REC = struct.Struct("<QIBQ")  # do not change: on-disk: checksum, length, type, epoch
 REC_HEADER_SIZE = _REC.size  # 21
+_COMMIT_SIZE = _REC.size  # a COMMIT record has no payload
 
 REC_CREATE = 1  # do not change: on-disk
 REC_EXTEND = 2  # do not change: on-disk
 REC_RENAME = 3  # do not change: on-disk
 REC_DELETE = 4  # do not change: on-disk
-_REC_NAMES = {REC_CREATE: "CREATE", REC_EXTEND: "EXTEND", REC_RENAME: "RENAME", REC_DELETE: "DELETE"}
+REC_COMMIT = 5  # do not change: on-disk
+EXTEND_HAS_CSUM = 1  # do not change: on-disk (EXTEND flags bit 0)
 
 MIN_BLOCK_SIZE = 512
 MIN_JOURNAL_BLOCKS = 2
@@ -187,6 +189,13 @@ class _Reader:
                 return result
             shift += 7
 
+    def u64(self) -> int:
+        if self.pos + 8 > self.end:
+            raise self.fail("truncated u64")
+        (value,) = struct.unpack_from("<Q", self.buf, self.pos)
+        self.pos += 8
+        return value
+
     def name(self) -> str:
         n = self.varint()
         if n == 0 or n > 255 or self.pos + n > self.end:
@@ -220,10 +229,14 @@ def _payload_create(ino: int, name: str) -> bytearray:
     return out
 
 
-def _payload_extend(ino: int, size: int, extents: list[tuple[int, int]]) -> bytearray:
+def _payload_extend(ino: int, size: int, extents: list[tuple[int, int]],
+                    data_csum: Optional[int] = None) -> bytearray:
     out = bytearray()
     _put_varint(out, ino)
     _put_varint(out, size)
+    _put_varint(out, EXTEND_HAS_CSUM if data_csum is not None else 0)
+    if data_csum is not None:
+        out += struct.pack("<Q", data_csum)
     _put_varint(out, len(extents))
     for start, n in extents:
         _put_varint(out, start)
@@ -450,7 +463,7 @@ class _Inode:
     ``jblocks`` the part recorded in the journal (committed or queued)."""
 
     __slots__ = ("ino", "name", "size", "extents", "lbn", "nblocks", "jsize", "jblocks",
-                 "tail", "tail_dirty", "refs", "writer", "unlinked")
+                 "tail", "tail_dirty", "refs", "writer", "unlinked", "hasher")
 
     def __init__(self, ino: int, name: str) -> None:
         self.ino = ino
@@ -466,6 +479,7 @@ class _Inode:
         self.refs = 0
         self.writer = False
         self.unlinked = False
+        self.hasher: Optional["xxhash.xxh64"] = None  # XXH64 of bytes [jsize, size)
 
     def add_extent(self, start: int, n: int) -> None:
         """Append an extent, merging with the last one when contiguous. O(1)."""
@@ -526,17 +540,29 @@ def _blocks_for(size: int, bs: int) -> int:
     return -(-size // bs)
 
 
-def _replay(buf: bytes, epoch: int, sb: Superblock, dev: str, area_offset: int
-            ) -> tuple[dict[str, int], dict[int, _Inode], int]:
-    """Replay a journal area.  Returns (names, inodes, end of the valid
-    records).  A torn tail stops replay; a checksummed record that is
-    invalid raises ``CorruptionError``.  O(bytes + records * log)."""
-    names: dict[str, int] = {}
-    inodes: dict[int, _Inode] = {}
-    bs = sb.block_size
-    first = sb.data_offset // bs
-    end = sb.data_end_block
+class _DataCheck:
+    """An EXTEND's promise: file bytes ``[start, end)`` hash to ``csum``."""
+
+    __slots__ = ("node", "start", "end", "csum", "offset")
+
+    def __init__(self, node: _Inode, start: int, end: int, csum: int, offset: int) -> None:
+        self.node = node
+        self.start = start
+        self.end = end
+        self.csum = csum
+        self.offset = offset
+
+
+def _scan(buf: bytes, epoch: int) -> tuple[list[list[tuple[int, int, int]]], list[int]]:
+    """Split a journal area into complete commit groups.  Returns the groups
+    (each a list of (offset, end, type), the COMMIT record left out) and the
+    end offset of each group.  Stops at the first record that does not fit,
+    fails its checksum or has another epoch; records after the last COMMIT
+    (a torn group) are left out.  O(bytes)."""
     view = memoryview(buf)
+    groups: list[list[tuple[int, int, int]]] = []
+    ends: list[int] = []
+    cur: list[tuple[int, int, int]] = []
     pos = 0
     limit = len(buf)
     while pos + _REC.size <= limit:
@@ -544,60 +570,142 @@ def _replay(buf: bytes, epoch: int, sb: Superblock, dev: str, area_offset: int
         stop = pos + _REC.size + length
         if stop > limit or _xxh64(view[pos + 8:stop]) != csum or rec_epoch != epoch:
             break
-        r = _Reader(view[pos + _REC.size:stop], dev, area_offset + pos)
-        if rtype == REC_CREATE:
-            ino = r.varint()
-            name = r.name()
-            r.done()
-            if ino in inodes:
-                raise r.fail(f"CREATE of inode {ino} that exists")
-            old = names.get(name)
-            if old is not None:
-                del inodes[old]
-            node = _Inode(ino, name)
-            inodes[ino] = node
-            names[name] = ino
-        elif rtype == REC_EXTEND:
-            ino = r.varint()
-            size = r.varint()
-            count = r.varint()
-            node = inodes.get(ino)
-            if node is None:
-                raise r.fail(f"EXTEND of unknown inode {ino}")
-            for _ in range(count):
-                start = r.varint()
-                n = r.varint()
-                if n == 0 or start < first or start + n > end:
-                    raise r.fail(f"extent [{start}, {start + n}) outside the data area")
-                node.add_extent(start, n)
-            r.done()
-            if size < node.size or size > node.nblocks * bs:
-                raise r.fail(f"EXTEND size {size} of inode {ino} impossible")
-            node.size = node.jsize = size
-            node.jblocks = node.nblocks
-        elif rtype == REC_RENAME:
-            src = r.name()
-            dst = r.name()
-            r.done()
-            ino = names.pop(src, None)
-            if ino is None:
-                raise r.fail(f"RENAME of missing file {src!r}")
-            old = names.get(dst)
-            if old is not None and old != ino:
-                del inodes[old]
-            names[dst] = ino
-            inodes[ino].name = dst
-        elif rtype == REC_DELETE:
-            name = r.name()
-            r.done()
-            ino = names.pop(name, None)
-            if ino is None:
-                raise r.fail(f"DELETE of missing file {name!r}")
-            del inodes[ino]
+        if rtype == REC_COMMIT:
+            groups.append(cur)
+            ends.append(stop)
+            cur = []
         else:
-            raise r.fail(f"unknown record type {rtype}")
+            cur.append((pos, stop, rtype))
         pos = stop
-    return names, inodes, pos
+    return groups, ends
+
+
+def _apply(names: dict[str, int], inodes: dict[int, _Inode], rtype: int, r: _Reader,
+           sb: Superblock) -> Optional[_DataCheck]:
+    """Apply one record to a file table; an EXTEND with a data checksum
+    returns the check to make.  Nonsense raises ``CorruptionError``."""
+    bs = sb.block_size
+    if rtype == REC_CREATE:
+        ino = r.varint()
+        name = r.name()
+        r.done()
+        if ino in inodes:
+            raise r.fail(f"CREATE of inode {ino} that exists")
+        old = names.get(name)
+        if old is not None:
+            del inodes[old]
+        inodes[ino] = _Inode(ino, name)
+        names[name] = ino
+    elif rtype == REC_EXTEND:
+        ino = r.varint()
+        size = r.varint()
+        flags = r.varint()
+        if flags & ~EXTEND_HAS_CSUM:
+            raise r.fail(f"unknown EXTEND flags {flags:#x}")
+        data_csum = r.u64() if flags & EXTEND_HAS_CSUM else None
+        count = r.varint()
+        node = inodes.get(ino)
+        if node is None:
+            raise r.fail(f"EXTEND of unknown inode {ino}")
+        first = sb.data_offset // bs
+        end = sb.data_end_block
+        for _ in range(count):
+            start = r.varint()
+            n = r.varint()
+            if n == 0 or start < first or start + n > end:
+                raise r.fail(f"extent [{start}, {start + n}) outside the data area")
+            node.add_extent(start, n)
+        r.done()
+        if size < node.size or size > node.nblocks * bs:
+            raise r.fail(f"EXTEND size {size} of inode {ino} impossible")
+        old_size = node.size
+        node.size = node.jsize = size
+        node.jblocks = node.nblocks
+        if data_csum is not None:
+            return _DataCheck(node, old_size, size, data_csum, r.offset)
+    elif rtype == REC_RENAME:
+        src = r.name()
+        dst = r.name()
+        r.done()
+        ino = names.pop(src, None)
+        if ino is None:
+            raise r.fail(f"RENAME of missing file {src!r}")
+        old = names.get(dst)
+        if old is not None and old != ino:
+            del inodes[old]
+        names[dst] = ino
+        inodes[ino].name = dst
+    elif rtype == REC_DELETE:
+        name = r.name()
+        r.done()
+        ino = names.pop(name, None)
+        if ino is None:
+            raise r.fail(f"DELETE of missing file {name!r}")
+        del inodes[ino]
+    else:
+        raise r.fail(f"unknown record type {rtype}")
+    return None
+
+
+def _data_ok(device: BlockDevice, check: _DataCheck) -> bool:
+    """Read the bytes an EXTEND covers and compare their checksum."""
+    bs = device.block_size
+    node = check.node
+    if check.end == check.start:
+        return check.csum == _xxh64(b"")
+    first = check.start // bs
+    runs = node.slice(first, _blocks_for(check.end, bs))
+    data = b"".join(device.read(s * bs, n * bs) for s, n in runs)
+    skip = check.start - first * bs
+    return _xxh64(memoryview(data)[skip:skip + check.end - check.start]) == check.csum
+
+
+def _copy_table(names: dict[str, int], inodes: dict[int, _Inode]
+                ) -> tuple[dict[str, int], dict[int, _Inode]]:
+    out: dict[int, _Inode] = {}
+    for ino, node in inodes.items():
+        c = _Inode(ino, node.name)
+        c.size, c.jsize, c.jblocks, c.nblocks = node.size, node.jsize, node.jblocks, node.nblocks
+        c.extents = list(node.extents)
+        c.lbn = list(node.lbn)
+        out[ino] = c
+    return dict(names), out
+
+
+def _replay(buf: bytes, epoch: int, sb: Superblock, device: BlockDevice, area_offset: int
+            ) -> tuple[dict[str, int], dict[int, _Inode], int]:
+    """Replay a journal area.  Returns (names, inodes, end of the replayed
+    groups).  A torn tail stops replay.  The last commit group's data
+    checksums are verified against the device: its single flush may not
+    have completed, and then the group is dropped (every earlier group is
+    proven durable by the group written after its flush).  A checksummed
+    record that makes no sense raises ``CorruptionError``.
+    O(bytes + records + data of the last group)."""
+    dev = device.name
+    names: dict[str, int] = {}
+    inodes: dict[int, _Inode] = {}
+    groups, ends = _scan(buf, epoch)
+    view = memoryview(buf)
+
+    def run(group: list[tuple[int, int, int]]) -> list[_DataCheck]:
+        checks = []
+        for pos, stop, rtype in group:
+            r = _Reader(view[pos + _REC.size:stop], dev, area_offset + pos)
+            c = _apply(names, inodes, rtype, r, sb)
+            if c is not None:
+                checks.append(c)
+        return checks
+
+    for group in groups[:-1]:
+        run(group)
+    if not groups:
+        return names, inodes, 0
+    saved = _copy_table(names, inodes)
+    checks = run(groups[-1])
+    if all(_data_ok(device, c) for c in checks):
+        return names, inodes, ends[-1]
+    names, inodes = saved
+    return names, inodes, ends[-2] if len(ends) > 1 else 0
 
 
 def _overlaps(runs: list[tuple[int, int, str]]) -> list[str]:
@@ -879,7 +987,7 @@ class BlockFS(FileSystem):
         self._sb = sb
         self._bs = bs
         area = dev.read(sb.active_offset, sb.area_length)
-        names, inodes, _ = _replay(area, sb.sequence, sb, dev.name, sb.active_offset)
+        names, inodes, _ = _replay(area, sb.sequence, sb, dev, sb.active_offset)
         first = sb.data_offset // bs
         used = [(s, n, f"file {node.name!r}") for node in inodes.values() for s, n in node.extents]
         problems = _overlaps(used)
@@ -914,7 +1022,7 @@ class BlockFS(FileSystem):
     def _log(self, rtype: int, payload: bytearray) -> None:
         """Queue a record (compacting first if the area is full).  The
         caller applies the record's effect only after this returns."""
-        need = _REC.size + len(payload)
+        need = _REC.size + len(payload) + _COMMIT_SIZE
         if self._jpos + len(self._pending) + need > self._sb.area_length:
             self._compact()
             if self._jpos + need > self._sb.area_length:
@@ -924,16 +1032,18 @@ class BlockFS(FileSystem):
         self._pending += encode_record(rtype, self._sb.sequence, payload)
 
     def _commit(self) -> None:
-        """Write the queued records after the journal tail and flush."""
+        """Write the queued records and a COMMIT after the journal tail, then
+        flush once (which also makes every data write before it durable)."""
         if not self._pending:
             return
         bs = self._bs
         start_block = self._jpos // bs
-        buf = self._jtail + self._pending
+        group = self._pending + encode_record(REC_COMMIT, self._sb.sequence, b"")
+        buf = self._jtail + group
         pad = -len(buf) % bs
         self.device.write(self._sb.active_offset + start_block * bs, buf + bytes(pad))
         self.device.flush()
-        self._jpos += len(self._pending)
+        self._jpos += len(group)
         keep = len(buf) % bs
         self._jtail = bytes(buf[len(buf) - keep:]) if keep else b""
         self._pending = bytearray()
@@ -948,6 +1058,7 @@ class BlockFS(FileSystem):
             if node.jblocks or node.jsize:
                 exts = node.slice(0, node.jblocks)
                 out += encode_record(REC_EXTEND, epoch, _payload_extend(ino, node.jsize, exts))
+        out += encode_record(REC_COMMIT, epoch, b"")
         return out
 
     def _compact(self) -> None:
@@ -962,8 +1073,6 @@ class BlockFS(FileSystem):
                 f"BlockFS metadata journal full: the file table needs {len(snap)} bytes, "
                 f"an area holds {sb.area_length}", self.device.name)
         pad = -len(snap) % bs
-        if not snap:
-            pad = bs  # an empty table: write one zero block so the area starts clean
         self.device.write(new_sb.active_offset, bytes(snap) + bytes(pad))
         self.device.flush()
         self.device.write(bs * (new_sb.sequence % 2), new_sb.encode())
@@ -1040,6 +1149,9 @@ class BlockFS(FileSystem):
             self._write_blocks(node, node.size // bs, memoryview(buf)[:full])
         node.tail = bytearray(memoryview(buf)[full:])
         node.tail_dirty = bool(node.tail)
+        if node.hasher is None:
+            node.hasher = xxhash.xxh64()
+        node.hasher.update(view)
         node.size = new_size
 
     def _write_tail(self, node: _Inode) -> None:
@@ -1050,21 +1162,25 @@ class BlockFS(FileSystem):
         node.tail_dirty = False
 
     def _log_extend(self, node: _Inode) -> None:
-        """Queue EXTEND for the synced state of ``node`` (data already
-        flushed)."""
+        """Queue EXTEND for ``node``'s appended bytes (written to the device,
+        not necessarily flushed: the record carries their checksum)."""
         if node.unlinked or (node.size == node.jsize and _blocks_for(node.size, self._bs) == node.jblocks):
             return
         blocks = _blocks_for(node.size, self._bs)
         exts = node.slice(node.jblocks, blocks)
-        self._log(REC_EXTEND, _payload_extend(node.ino, node.size, exts))
+        csum = node.hasher.intdigest() if node.hasher is not None else _xxh64(b"")
+        self._log(REC_EXTEND, _payload_extend(node.ino, node.size, exts, csum))
         node.jsize = node.size
         node.jblocks = blocks
+        node.hasher = None
 
     def _sync_file(self, node: _Inode) -> None:
         self._write_tail(node)
-        self.device.flush()
         self._log_extend(node)
-        self._commit()
+        if self._pending:
+            self._commit()  # one flush: the data and the record
+        else:
+            self.device.flush()
 
     def _close_writer(self, node: _Inode) -> None:
         self._write_tail(node)
@@ -1204,8 +1320,6 @@ class BlockFS(FileSystem):
                 live = [n for n in self._inodes.values() if n.size != n.jsize or n.tail_dirty]
                 for node in live:
                     self._write_tail(node)
-                if live:
-                    self.device.flush()
                 for node in live:
                     self._log_extend(node)
                 self._commit()
@@ -1272,7 +1386,7 @@ class BlockFS(FileSystem):
             if not problems:
                 area = self.device.read(sb.active_offset, sb.area_length)
                 try:
-                    names, inodes, end = _replay(area, sb.sequence, sb, self.device.name, sb.active_offset)
+                    names, inodes, end = _replay(area, sb.sequence, sb, self.device, sb.active_offset)
                 except CorruptionError as exc:
                     problems.append(f"journal replay: {exc}")
                 else:
