@@ -24,7 +24,8 @@ from lsm import _native as N
 __all__ = ["BlockBuilder", "BlockReader", "ENTRY_OVERHEAD"]
 
 ENTRY_OVERHEAD = 3          # estimate of the three varints of an entry
-_ENTRY_MEMORY = 90          # bytes of Python object overhead per decoded entry (charge)
+_ENTRY_MEMORY = 150         # Python object bytes per decoded entry (key, value and the
+                            # user-key list ``get`` may build), for the cache charge
 
 
 class BlockBuilder:
@@ -78,12 +79,13 @@ class BlockReader:
     the file and the block's offset in it.
     """
 
-    __slots__ = ("raw", "keys", "values", "name", "offset")
+    __slots__ = ("raw", "keys", "values", "ukeys", "name", "offset")
 
     def __init__(self, raw: bytes, name: str = "", offset: int = 0) -> None:
         self.raw = raw
         self.keys: list[bytes] | None = None
         self.values: list[bytes] | None = None
+        self.ukeys: list[bytes] | None = None     # user keys of ``keys``, built on demand
         self.name = name
         self.offset = offset
 
@@ -107,6 +109,13 @@ class BlockReader:
             self.keys = keys
             return keys, values
         return keys, self.values  # type: ignore[return-value]
+
+    def user_keys(self) -> list[bytes]:
+        """The user keys of the decoded entries (built once).  O(n)."""
+        uk = self.ukeys
+        if uk is None:
+            uk = self.ukeys = [k[:-8] for k in self.decoded()[0]]
+        return uk
 
     def charge(self) -> int:
         """Approximate memory held (block cache charge), in bytes."""

@@ -58,6 +58,7 @@ from lsm.sstable.format import (
 __all__ = ["TableReader", "TableProperties"]
 
 _SEEK_TRAILER = struct.Struct("<Q").pack
+_unpack_trailer = struct.Struct("<Q").unpack_from
 _TAIL_READ = 64 * 1024
 _CMP_INTERNAL = N.CMP_INTERNAL
 
@@ -285,9 +286,24 @@ class TableReader:
                     break
             if i == n:
                 return None
-        lk = user_key + _SEEK_TRAILER((read_seq << 8) | 0xFF)
         blk = self._block(i)
         self.blocks_read += 1
+        keys = blk.keys
+        if keys is not None:
+            # already decoded (a scan used it): bisect in Python, no native call
+            uks = blk.ukeys
+            if uks is None:
+                uks = blk.user_keys()
+            j = bisect_left(uks, user_key)
+            t = (read_seq << 8) | 0xFF
+            m = len(uks)
+            while j < m and uks[j] == user_key:
+                trailer = _unpack_trailer(keys[j], len(keys[j]) - 8)[0]
+                if trailer <= t:
+                    return trailer >> 8, trailer & 0xFF, blk.values[j]  # type: ignore[index]
+                j += 1
+            return None
+        lk = user_key + _SEEK_TRAILER((read_seq << 8) | 0xFF)
         try:
             r = N.block_seek(blk.raw, lk, _CMP_INTERNAL)
         except CorruptionError as exc:
