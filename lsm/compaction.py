@@ -500,6 +500,9 @@ class _Output:
         self.gp_seen = False
         self.gp_limit = GRANDPARENT_LIMIT_FILES * options.target_file_size_base
         self.target = options.target_file_size_base
+        # bytes the builder has not flushed yet can be at most about a block
+        # plus the index and filter: below target - slack no cut is possible
+        self.slack = 4 * options.block_size + (64 << 10)
         self.metas: list[FileMetaData] = []
         self.file: Any = None
         self.builder: Any = None
@@ -527,7 +530,10 @@ class _Output:
     def _boundary(self, user_key: bytes) -> None:
         """A new user key begins: maybe cut the current output before it."""
         cut = self._past_grandparents(user_key) if self.grandparents else False
-        if self.builder is not None and (cut or self.builder.estimated_size >= self.target):
+        builder = self.builder
+        if builder is not None and (
+                cut or (builder.file_size + self.slack >= self.target
+                        and builder.estimated_size >= self.target)):
             self.finish(user_key)
         self.last_user = user_key
         if self.builder is None:
@@ -536,8 +542,14 @@ class _Output:
             self.file, self.builder = _builder(self.fs, self.name, self.options)
 
     def add(self, ikey: bytes, value: bytes) -> None:
-        if ikey[:-8] != self.last_user or self.builder is None:
-            self._boundary(ikey[:-8])
+        user_key = ikey[:-8]
+        if user_key != self.last_user or self.builder is None:
+            builder = self.builder
+            if (builder is None or self.grandparents
+                    or builder.file_size + self.slack >= self.target):
+                self._boundary(user_key)
+            else:
+                self.last_user = user_key      # fast path: far from any cut
         if self.smallest is None:
             self.smallest = ikey
         self.builder.add(ikey, value)
