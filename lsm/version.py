@@ -610,11 +610,18 @@ class VersionSet:
         tmp = fn.temp_file_name(number)
         f = self.fs.create(tmp)
         try:
-            f.append(f"{fn.manifest_file_name(number)}\n".encode())
-            f.sync()
-        finally:
-            f.close()
-        self.fs.rename(tmp, fn.CURRENT)
+            try:
+                f.append(f"{fn.manifest_file_name(number)}\n".encode())
+                f.sync()
+            finally:
+                f.close()
+            self.fs.rename(tmp, fn.CURRENT)
+        except BaseException:
+            try:
+                self.fs.delete(tmp)
+            except Error:
+                pass   # the first error is the one to report
+            raise
 
     def create_new(self) -> None:
         """Initialise a new, empty database: MANIFEST + CURRENT.

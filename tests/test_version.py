@@ -306,3 +306,103 @@ def test_new_database_golden_bytes(tmp_path) -> None:
     assert open(os.path.join(tmp_path, "MANIFEST-000001"), "rb").read().hex() == (
         "4019eae6080001" "0101" "0200" "0302" "0400")
     assert open(os.path.join(tmp_path, "CURRENT"), "rb").read() == b"MANIFEST-000001\n"
+
+
+# -- crashes and I/O errors (CrashFS) ---------------------------------------------
+
+def test_crash_after_each_edit_recovers_last_synced_state(tmp_path) -> None:
+    from blockdev.crashfs import CrashFS
+
+    for seed in range(6):
+        d = tmp_path / f"db{seed}"
+        cfs = CrashFS(PosixFS(str(d), create=True))
+        vs = VersionSet(cfs, Options())
+        vs.create_new()
+        for i in range(seed * 3 + 1):
+            vs.last_sequence = 10 * (i + 1)
+            vs.log_and_apply(VersionEdit(log_number=i, new_files=((0, meta(
+                vs.new_file_number(), b"k%02d" % i, b"k%02d" % i, seq=i + 1)),)))
+            if i % 4 == 3:       # a reopen in the middle: new MANIFEST, old one deleted
+                expect_mid = vs.current
+                vs.close()
+                vs = VersionSet(cfs, Options())
+                vs.recover()
+                assert vs.current == expect_mid
+        expect = (vs.current, vs.last_sequence, vs.log_number)
+        cfs.crash(mode="random", seed=seed)
+        vs2 = VersionSet(cfs, Options())
+        vs2.recover()
+        assert (vs2.current, vs2.last_sequence, vs2.log_number) == expect
+
+
+def test_failed_manifest_write_is_sticky_and_harmless(tmp_path) -> None:
+    from blockdev.crashfs import CrashFS
+    from blockdev.errors import StorageIOError
+
+    cfs = CrashFS(PosixFS(str(tmp_path), create=True))
+    vs = VersionSet(cfs, Options())
+    vs.create_new()
+    vs.log_and_apply(VersionEdit(new_files=((0, meta(vs.new_file_number(), b"a", b"b")),)))
+    before = vs.current
+    cfs.inject_error("sync", "MANIFEST-*")
+    with pytest.raises(StorageIOError):
+        vs.log_and_apply(VersionEdit(new_files=((0, meta(vs.new_file_number(), b"c", b"d")),)))
+    assert vs.current == before
+    with pytest.raises(StorageIOError):          # sticky: the DB must reopen
+        vs.log_and_apply(VersionEdit())
+    cfs.crash(mode="all")
+    vs2 = VersionSet(cfs, Options())
+    vs2.recover()
+    assert vs2.current == before
+
+
+def test_failed_current_swap_keeps_old_state(tmp_path) -> None:
+    from blockdev.crashfs import CrashFS
+    from blockdev.errors import StorageIOError
+
+    cfs = CrashFS(PosixFS(str(tmp_path), create=True))
+    vs = VersionSet(cfs, Options())
+    vs.create_new()
+    vs.log_and_apply(VersionEdit(new_files=((1, meta(vs.new_file_number(), b"a", b"b")),)))
+    expect = vs.current
+    vs.close()
+    cfs.inject_error("rename", "*.dbtmp")
+    with pytest.raises(StorageIOError):
+        VersionSet(cfs, Options()).recover()
+    assert not any(n.endswith(".dbtmp") for n in cfs.list())
+    cfs.crash(mode="random", seed=3)
+    vs2 = VersionSet(cfs, Options())
+    vs2.recover()
+    assert vs2.current == expect
+    assert [n for n in cfs.list() if n.startswith("MANIFEST-")] == [vs2.manifest_name]
+
+
+def test_concurrent_log_and_apply(tmp_path) -> None:
+    import threading
+
+    vs = make_set(str(tmp_path))
+    vs.create_new()
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            for i in range(15):
+                n = vs.new_file_number()
+                vs.log_and_apply(VersionEdit(new_files=((0, meta(n, b"t%d" % t, b"t%d" % t,
+                                                                 seq=n)),)))
+        except BaseException as exc:   # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(vs.live_file_numbers()) == 60
+    vs._check()
+    expect = vs.current
+    vs.close()
+    vs2 = make_set(str(tmp_path))
+    vs2.recover()
+    assert vs2.current == expect
