@@ -29,38 +29,49 @@ the previous one in force.  The sequence is also the *epoch* of the active
 journal area: every journal record carries it, and replay stops at the first
 record whose epoch differs (stale records of an earlier use of the area).
 
-Journal record (little endian)::
+Journal record (little endian; docs/format.md has every payload)::
 
     u64 checksum  XXH64 (seed 0) of everything after it (length .. payload)
     u32 length    payload length
-    u8  type      1 CREATE, 2 EXTEND, 3 RENAME, 4 DELETE
+    u8  type      1 CREATE, 2 EXTEND, 3 RENAME, 4 DELETE, 5 COMMIT
     u64 epoch
-    payload       varints (LEB128) and length-prefixed UTF-8 names
+    payload       varints (LEB128), length-prefixed UTF-8 names, and in an
+                  EXTEND an optional u64 XXH64 of the file bytes it adds
 
-Records follow each other as a byte stream inside the area.  Replay applies
+Records follow each other as a byte stream inside the area, in *commit
+groups*: the records of one journal commit followed by a COMMIT record,
+written with one device write and made durable by one flush.  Replay reads
 records until the first one that does not fit, fails its checksum or has
-another epoch (a torn tail is ignored); a record that passes its checksum
-but makes no sense is ``CorruptionError``.
+another epoch, and applies complete groups only (a torn tail, or records
+without their COMMIT, are ignored).  A record that passes its checksum but
+makes no sense is ``CorruptionError``.
 
 Durability protocol:
 
 * ``append`` writes whole blocks to allocated extents; the partial last
   block is buffered in memory.  Space is allocated in growing chunks (64 KiB
   up to 1 MiB) so a growing file gets contiguous extents.
-* ``WritableFile.sync``: write the partial block (zero padded), flush the
-  device (data is durable), then append an EXTEND record (new size + the
-  extents covering it) to the journal and flush again.
+* ``WritableFile.sync``: write the partial block (zero padded), then commit
+  a group holding an EXTEND record (new size, the extents covering it, and
+  the XXH64 of the bytes appended since the previous EXTEND): **one** device
+  flush makes the data and the record durable together.  Since the two may
+  reach the media in either order, replay verifies the data checksums of the
+  *last* group against the device and drops the group on a mismatch (its
+  sync never returned).  Every earlier group is proven durable: the group
+  after it was written only once its flush had completed.
 * ``create`` of a new name queues a CREATE record (durable with the next
-  journal commit); ``create`` over an existing name, ``rename`` and
-  ``delete`` commit their record before they return.  Blocks
-  are freed (and discarded) only after the record that frees them is
-  durable, so a crash never leaves two files sharing blocks.
+  commit); ``create`` over an existing name, ``rename`` and ``delete``
+  commit their record before they return.  Blocks are freed (and
+  discarded) only after the record that frees them is durable, so a crash
+  never leaves two files sharing blocks, and a group's data is never
+  overwritten while it is the last group.
 * When the active area is full the journal is compacted: a snapshot of the
-  file table (CREATE + EXTEND per file) is written to the other area under
-  epoch ``s + 1``, the device flushed, then superblock ``s + 1`` written and
-  flushed.  A crash at any step leaves either the old or the new superblock
-  in force, each with an intact area.  Every mount compacts once, so a
-  session never appends after records a crash left behind.
+  file table (CREATE + EXTEND per file, then COMMIT) is written to the
+  other area under epoch ``s + 1``, the device flushed, then superblock
+  ``s + 1`` written and flushed.  A crash at any step leaves either the old
+  or the new superblock in force, each with an intact area.  Every mount
+  compacts once, so a session never appends after records a crash left
+  behind.
 
 Requires of the device: writes are atomic per block (the device contract of
 ``blockdev.device``: torn only at block granularity), since the journal's

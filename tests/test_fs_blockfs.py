@@ -598,3 +598,42 @@ def test_superblock_validate_catches_truncated_device() -> None:
     sb = Superblock(1, 4096, 1 << 20, b"u" * 16, 1, 0, 8192, 8192 + 65536, 65536,
                     8192 + 2 * 65536, (1 << 20) // 4096 - 34)
     sb.validate(dev)
+
+
+def test_golden_bytes_of_docs_format() -> None:
+    """The worked example of docs/format.md ("BlockFS"), byte for byte."""
+    from blockdev.blockfs import _payload_create, _xxh64
+
+    sb = Superblock(1, 4096, 1 << 20, bytes(range(16)), 2, 1, 8192, 16384, 8192, 24576, 250)
+    assert sb.encode()[:104].hex() == (
+        "53444b424c4b465301000000001000000000100000000000000102030405060708090a0b0c0d0e0f"
+        "02000000000000000100000000000000002000000000000000400000000000000020000000000000"
+        "0060000000000000fa000000000000006603eeb0be45f961")
+    sb.validate(MemoryDevice(1 << 20))
+    data = b"MANIFEST-000001\n"
+    assert _xxh64(data) == 0x6483A8099CCDD429
+    rec = (encode_record(1, 2, _payload_create(1, "CURRENT"))
+           + encode_record(2, 2, _payload_extend(1, 16, [(6, 1)], _xxh64(data)))
+           + encode_record(REC_COMMIT, 2, b""))
+    assert rec.hex() == (
+        "16bc9c0b2171091709000000010200000000000000010743555252454e5483c0"
+        "552dee715101" "0e0000000202000000000000000110012" "9d4cd9c09a8836401060"
+        "17c1ae4784f0ca03400000000050200000000000000")
+    # And a real BlockFS writes exactly such a group.
+    dev = MemoryDevice(1 << 20)
+    fs = BlockFS.format(dev, journal_blocks=2)
+    start = fs._jpos
+    w = fs.create("CURRENT")
+    w.append(data)
+    w.sync()
+    sb2 = fs.superblock
+    area = dev.read(sb2.active_offset, sb2.area_length)
+    block = fs._inodes[fs._names["CURRENT"]].extents[0][0]
+    ino = fs._names["CURRENT"]
+    expect = (encode_record(1, sb2.sequence, _payload_create(ino, "CURRENT"))
+              + encode_record(2, sb2.sequence, _payload_extend(ino, 16, [(block, 1)], _xxh64(data)))
+              + encode_record(REC_COMMIT, sb2.sequence, b""))
+    assert area[start:start + len(expect)] == expect
+    assert block == 6 and dev.read(block * 4096, 4096)[:16] == data
+    w.close()
+    fs.close()
