@@ -340,8 +340,11 @@ def _tiered_window(version: Version, options: Options,
     first_level = window[0][0]
     newer = tuple(f for lv, fs in window if lv != out_level for f in fs)
     at_out = tuple(f for lv, fs in window if lv == out_level for f in fs)
+    # runs shifted down by `moves` are older than the output too
+    bottom = (_is_bottom(version, out_level, lo, hi)
+              and not any(f.overlaps(lo, hi) for _, _, f in moves))
     return Compaction(level=first_level, output_level=out_level, inputs=(newer, at_out),
-                      bottom=_is_bottom(version, out_level, lo, hi), trivial_move=False,
+                      bottom=bottom, trivial_move=False,
                       reason=reason, sources=tuple(window), moves=tuple(moves))
 
 

@@ -153,8 +153,13 @@ def test_tiered_shift_down_when_l1_occupied() -> None:
     v = version_of({0: l0(4), 1: [fm(10, b"a", b"z", size=10**5)],
                     2: [fm(20, b"a", b"z", size=10**6)], 4: [fm(40, b"a", b"z", size=10**7)]})
     c = pick_compaction(v, TIERED, {})
-    assert c.output_level == 1
+    assert c.output_level == 1 and not c.bottom
     assert sorted((a, b, f.number) for a, b, f in c.moves) == [(1, 2, 10), (2, 3, 20)]
+    only_l1 = version_of({0: l0(4), 1: [fm(10, b"a", b"z", size=10**5)]})
+    c = pick_compaction(only_l1, TIERED, {})
+    assert c.output_level == 1 and c.moves and not c.bottom     # the shifted L1 is older
+    disjoint = version_of({0: l0(4), 1: [fm(10, b"zz", b"zzz", size=10**5)]})
+    assert pick_compaction(disjoint, TIERED, {}).bottom
     assert sorted(f.number for _, f in c.input_files()) == [1, 2, 3, 4]
     full = version_of({0: l0(4), **{lv: [fm(10 * lv, b"a", b"z", size=10**lv)]
                                     for lv in range(1, 7)}})
