@@ -229,6 +229,16 @@ class LogReader:
             self._reporter(dropped, f"{reason} at offset {offset}")
 
     def __iter__(self) -> Iterator[bytes]:
+        """Each iteration reads the log from its start (and resets the
+        statistics attributes)."""
+        self.last_record_offset = -1
+        self.end_offset = 0
+        self.dropped_bytes = 0
+        self.torn_tail = False
+        self._zero_start = None
+        return self._records()
+
+    def _records(self) -> Iterator[bytes]:
         size = int(self._file.size)
         read = self._file.read
         unpack = _HEADER.unpack_from

@@ -166,3 +166,71 @@ def test_table_cache_threads_one_reader_per_number():
     assert not errors
     tc._check()
     tc.close()
+
+
+def _real_table(tmp_path):
+    from blockdev.fs import PosixFS
+    from lsm.dbformat import pack_internal_key
+    from lsm.sstable import TableBuilder
+    fs = PosixFS(str(tmp_path / "db"), create=True)
+    for number in (1, 2, 3):
+        w = fs.create("%06d.sst" % number)
+        b = TableBuilder(w, name="%06d.sst" % number, block_size=128)
+        for i in range(300):
+            b.add(pack_internal_key(b"k%04d" % i, number, 1), b"t%d-%d" % (number, i))
+        b.finish()
+        w.close()
+    return fs
+
+
+def test_table_cache_with_real_readers(tmp_path):
+    """Evicted readers keep working for their holders and close their file
+    once the last reference goes; many threads share readers and blocks."""
+    import gc
+    from lsm.sstable import TableReader
+    fs = _real_table(tmp_path)
+    bc = BlockCache(1 << 16, shards=4)
+    files = []
+
+    def opener(n):
+        f = fs.open("%06d.sst" % n)
+        files.append(f)
+        return TableReader(f, "%06d.sst" % n, block_cache=bc, cache_id=n)
+
+    tc = TableCache(opener, max_open=2)
+    r1 = tc.get(1)
+    tc.get(2)
+    tc.get(3)                                   # evicts 1
+    assert 1 not in tc
+    assert r1.get(b"k0007", 5) == (1, 1, b"t1-7")
+    f1 = files[0]
+    del r1
+    gc.collect()
+    with pytest.raises(ClosedError):            # closed by the last holder going away
+        f1.read(0, 1)
+    errors = []
+
+    def work(seed):
+        rng = random.Random(seed)
+        try:
+            for _ in range(400):
+                n = rng.randrange(1, 4)
+                i = rng.randrange(300)
+                r = tc.get(n)
+                assert r.get(b"k%04d" % i, 10) == (n, 1, b"t%d-%d" % (n, i))
+                if rng.random() < 0.05:
+                    got = [k for keys, _ in r.blocks() for k in keys]
+                    assert len(got) == 300
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors[0]
+    bc._check()
+    assert bc.usage <= bc.capacity and bc.hits > 0
+    tc.close()
+    fs.close()
