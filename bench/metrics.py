@@ -186,7 +186,7 @@ def derive_lsm_figures(before: StatSnapshot, after: StatSnapshot, *, gets: int,
 
     # space amplification from the engine's own size figure
     kl, live = after.value("live_bytes")
-    if live is not None and live_user_bytes:
+    if live and live_user_bytes:  # 0: everything is still in memtables, no table yet
         fig["space_amp"], used["space_amp"] = live / live_user_bytes, kl
     else:
         fig["space_amp"] = None

@@ -63,7 +63,7 @@ def _num(v: Optional[float], fmt: str = "{:.2f}") -> str:
 
 
 def format_header() -> str:
-    return (f"{'engine':<10} {'workload':<17} {'ops/s':>11} {'MB/s':>8} {'us/op':>9} "
+    return (f"{'engine':<13} {'workload':<17} {'ops/s':>11} {'MB/s':>8} {'us/op':>9} "
             f"{'p50us':>8} {'p99us':>8} {'p99.9us':>9}  figures")
 
 
@@ -94,11 +94,11 @@ def _figures(r: PhaseResult) -> str:
 def format_row(r: PhaseResult) -> str:
     """One table row (plus an indented notes line when there are notes)."""
     s = r.hist.summary()
-    line = (f"{r.engine:<10} {r.workload:<17} {r.ops_per_sec:>11,.0f} {r.mb_per_sec:>8.1f} "
+    line = (f"{r.engine:<13} {r.workload:<17} {r.ops_per_sec:>11,.0f} {r.mb_per_sec:>8.1f} "
             f"{r.micros_per_op:>9.3f} {s.p50 / 1e3:>8.2f} {s.p99 / 1e3:>8.2f} {s.p999 / 1e3:>9.2f}  "
             f"{_figures(r)}")
     if r.notes:
-        line += "\n" + " " * 11 + "; ".join(str(n) for n in r.notes)
+        line += "\n" + " " * 14 + "; ".join(str(n) for n in r.notes)
     return line
 
 

@@ -41,6 +41,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from typing import Any, Optional, TextIO
 
@@ -202,6 +203,7 @@ def cache_loss_scenario(cfg: BenchConfig, out: TextIO, err: TextIO, duration: fl
         expected_values = _expected_values(spec)
         start = time.perf_counter()
         lost = revived = False
+        operator: Optional[threading.Thread] = None
         w_end = start + window
         hist = Histogram()
         legs0 = tgt.leg_counters()
@@ -232,7 +234,8 @@ def cache_loss_scenario(cfg: BenchConfig, out: TextIO, err: TextIO, duration: fl
                                 "reads": {leg: c.get("reads", 0) - legs0.get(leg, {}).get("reads", 0)
                                           for leg, c in legs1.items()},
                                 "state": st.get("state"),
-                                "rebuild": _rebuild_progress(st)})
+                                "rebuild": (_rebuild_progress(st)
+                                            if st.get("state") == "rebuilding" else None)})
                 legs0, lat, ops, hist = legs1, [], 0, Histogram()
                 w_end += window
                 elapsed = now - start
@@ -241,11 +244,16 @@ def cache_loss_scenario(cfg: BenchConfig, out: TextIO, err: TextIO, duration: fl
                     lost = True
                     events.append((elapsed, "cache lost"))
                 if lost and not revived and elapsed >= 0.45 * duration:
-                    _replace_cache(tgt, errors)
+                    # The operator works on its own thread: reads go on meanwhile.
+                    operator = threading.Thread(target=_replace_cache, args=(tgt, errors),
+                                                name="bench-operator", daemon=True)
+                    operator.start()
                     revived = True
                     events.append((elapsed, "blank cache added, rebuild started"))
                 if elapsed >= duration:
                     break
+        if operator is not None:
+            operator.join()
         final = _status(tgt)
         if bad:
             errors.append(f"{bad} gets returned a wrong value")

@@ -145,7 +145,7 @@ def test_every_workload_runs(engine, tmp_path):
     assert by["readseq"]["ops"] == TINY and by["readreverse"]["ops"] == TINY
     assert by["fillsync"]["ops"] == max(1, TINY // 100)
     for wl in WORKLOADS:
-        assert f"{engine:<10} {wl:<17}" in out
+        assert f"{engine:<13} {wl:<17}" in out
 
 
 @pytest.mark.skipif(not engine_class("lsm").available()[0],
@@ -204,7 +204,7 @@ def test_missing_engine_is_skipped_with_note(monkeypatch, tmp_path):
     rc, out, err = run(["--num", "200", "--benchmarks", "fillseq", "--engines", "plyvel,sqlite3"])
     assert rc == 0
     assert "skipping plyvel" in err and "skipped plyvel" in out
-    assert "sqlite3    fillseq" in out
+    assert "sqlite3       fillseq" in out
 
 
 def test_db_dir_is_kept_and_foreign_dir_refused(tmp_path):
