@@ -825,12 +825,19 @@ class _BlockRandomAccess(RandomAccessFile):
                 tail = bytes(node.tail)
                 last -= 1
             runs = node.slice(first, last)
-        parts = [fs.device.read(start * bs, n * bs) for start, n in runs]
-        if tail is not None:
-            parts.append(tail)
-        buf = b"".join(parts)
+        dev = fs.device
+        if len(runs) == 1 and tail is None:
+            buf = dev.read(runs[0][0] * bs, runs[0][1] * bs)
+        else:
+            parts = [dev.read(start * bs, n * bs) for start, n in runs]
+            if tail is not None:
+                parts.append(tail)
+            buf = b"".join(parts)
         skip = offset - first * bs
-        return buf[skip:skip + (end - offset)]
+        want = end - offset
+        if skip == 0 and len(buf) == want:
+            return buf
+        return buf[skip:skip + want]
 
     def close(self) -> None:
         with self._fs._mu:

@@ -295,3 +295,31 @@ def test_many_files_list_sorted(fs: FileSystem) -> None:
     assert fs.list() == sorted(names[30:])
     for n in names[30:]:
         assert read_all(fs, n) == n.encode()
+
+
+def test_threads_write_and_read_concurrently(fs: FileSystem) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            w = fs.create(f"t{k}")
+            for i in range(60):
+                w.append(bytes([k]) * (100 + i * 37))
+                if i % 10 == 0:
+                    w.sync()
+            w.sync()
+            w.close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    expected = sum(100 + i * 37 for i in range(60))
+    for k in range(4):
+        assert read_all(fs, f"t{k}") == bytes([k]) * expected
