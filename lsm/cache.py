@@ -69,6 +69,8 @@ class BlockCache:
 
     def get(self, key: tuple) -> object | None:
         """The value cached under ``key`` (now most recently used), or None."""
+        if type(key) is not tuple:
+            raise ArgumentTypeError("key must be a tuple")
         sh = self._shards[hash(key) % self._n]
         with sh.lock:
             ent = sh.map.get(key)
@@ -103,6 +105,8 @@ class BlockCache:
 
     def erase(self, key: tuple) -> None:
         """Drop ``key`` if cached.  O(1)."""
+        if type(key) is not tuple:
+            raise ArgumentTypeError("key must be a tuple")
         sh = self._shards[hash(key) % self._n]
         with sh.lock:
             old = sh.map.pop(key, None)
@@ -170,6 +174,8 @@ class TableCache:
 
     def get(self, number: int) -> Any:
         """The open reader of table ``number`` (opened on a miss)."""
+        if type(number) is not int:
+            raise ArgumentTypeError("number must be an int")
         with self._lock:
             if self._closed:
                 raise ClosedError("table cache is closed")
@@ -179,8 +185,6 @@ class TableCache:
                 self.hits += 1
                 return r
             self.misses += 1
-        if not isinstance(number, int) or isinstance(number, bool):
-            raise ArgumentTypeError("number must be an int")
         reader = self._opener(number)
         loser = None
         with self._lock:

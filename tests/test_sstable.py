@@ -46,6 +46,7 @@ def build(fs, name, entries, rts=(), **opts):
         b.add(k, v)
     for s, e, q in rts:
         b.add_range_tombstone(s, e, q)
+    b._check()
     est = b.estimated_size
     props = b.finish()
     w.sync()

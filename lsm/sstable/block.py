@@ -54,6 +54,8 @@ class BlockBuilder:
 
     def add(self, key: bytes, value: bytes) -> None:
         """Append one entry.  O(1)."""
+        if type(key) is not bytes or type(value) is not bytes:
+            raise ArgumentTypeError("key and value must be bytes")
         self.keys.append(key)
         self.values.append(value)
         self.size_estimate += len(key) + len(value) + ENTRY_OVERHEAD + (
@@ -61,6 +63,11 @@ class BlockBuilder:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def _check(self) -> None:
+        """Assert invariants: parallel lists of bytes."""
+        assert len(self.keys) == len(self.values)
+        assert all(type(k) is bytes for k in self.keys)
 
     def finish(self) -> bytes:
         """Encode the entries and reset the builder.  O(total bytes)."""
@@ -90,7 +97,10 @@ class BlockReader:
         self.offset = offset
 
     def seek(self, target: bytes, cmp: int = N.CMP_INTERNAL) -> tuple[int, bytes, bytes] | None:
-        """First entry with key >= target: ``(index, key, value)`` or None."""
+        """First entry with key >= target: ``(index, key, value)`` or None.
+
+        Requires: ``cmp`` is CMP_BYTEWISE or CMP_INTERNAL (an internal
+        target has >= 8 bytes); argument errors come from the native core."""
         try:
             return N.block_seek(self.raw, target, cmp)
         except CorruptionError as exc:

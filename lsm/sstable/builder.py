@@ -271,6 +271,15 @@ class TableBuilder:
         self._flush_buf()
         return props
 
+    def _check(self) -> None:
+        """Assert invariants: the pending block and the index are consistent,
+        index keys strictly increase in internal order."""
+        self._block._check()
+        assert len(self._index_keys) == len(self._index_vals)
+        for a, b in zip(self._index_keys, self._index_keys[1:]):
+            assert internal_sort_key(a) < internal_sort_key(b)
+        assert self._offset >= self._buf_len
+
     @property
     def file_size(self) -> int:
         """Bytes written and buffered so far (the final size after finish)."""
