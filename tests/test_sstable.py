@@ -470,3 +470,28 @@ def test_golden_example(fs):
     assert r.get(b"apple", 7) == (7, KIND_VALUE, b"red")
     assert r.get(b"pear", 100) == (8, KIND_TOMBSTONE, b"")
     assert r.range_tombstones == [(b"b", b"c", 9)]
+
+
+def test_unverified_reads_still_never_crash(fs):
+    """verify_checksums=False: damaged blocks give CorruptionError or (for
+    payload bytes) different data, but never another exception type."""
+    rng = random.Random(4)
+    entries = [(pack_internal_key(b"%05d" % i, 1, KIND_VALUE), b"ab" * rng.randrange(1, 60))
+               for i in range(400)]
+    build(fs, "u.sst", entries, block_size=512, compression="lz4")
+    good = get_bytes(fs, "u.sst")
+    r = open_table(fs, "u.sst")
+    data_size = r.properties.data_size
+    r.close()
+    for off in range(0, data_size, 13):
+        bad = bytearray(good)
+        bad[off] ^= 0xA5
+        put_bytes(fs, "u2.sst", bytes(bad))
+        r = open_table(fs, "u2.sst", verify_checksums=False)
+        try:
+            list(r.entries())
+            r.get(b"00100", 5)
+        except CorruptionError as exc:
+            assert exc.file == "u2.sst"
+        finally:
+            r.close()

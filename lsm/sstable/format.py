@@ -177,6 +177,8 @@ def unwrap_physical_block(buf: bytes, size: int, name: str, offset: int,
     if ctype == LZ4_COMPRESSION:
         if size < 4:
             raise CorruptionError("sstable: lz4 block too short", name, offset)
+        if _U32.unpack_from(buf, 0)[0] > 255 * size + 64:    # beyond LZ4's maximum ratio
+            raise CorruptionError("sstable: lz4 block declares an impossible size", name, offset)
         try:
             return lz4.block.decompress(buf[:size])
         except (lz4.block.LZ4BlockError, ValueError, MemoryError) as exc:
