@@ -480,6 +480,7 @@ def test_picker_driven_lsm_matches_model(tmp_path, style: str) -> None:
         for k in probe:
             assert lookup(env, version, k, read_seq) == expect.get(k), (read_seq, k)
     # manual compaction of everything keeps the latest state and drops what is hidden
+    manual = 0
     for level in range(opts.num_levels - 1):
         for _ in range(100):
             c = pick_range_compaction(version, opts, level, None, None)
@@ -489,11 +490,12 @@ def test_picker_driven_lsm_matches_model(tmp_path, style: str) -> None:
                                      new_file_number=env.number, snapshots=[])
             version = version.apply(edit)
             version._check()
+            manual += 1
     for k in probe:
         assert lookup(env, version, k, seq) == model.get(k)
     occupied = [lv for lv in range(opts.num_levels) if version.levels[lv]]
     assert len(occupied) == 1 and occupied[0] > 0
-    if style == "tiered":   # one merge of every run at the bottom: no deletion survives
+    if style == "tiered" and manual:   # one merge of every run at the bottom: no deletion left
         for _, f in version.all_files():
             r = env.cache.get(f.number)
             assert not r.range_tombstones
