@@ -95,11 +95,24 @@ _NSTRIPES = 64
 _LITTLE = sys.byteorder == "little"
 
 
+_ZEROS: Dict[int, bytes] = {}
+
+
+def _zeros(n: int) -> bytes:
+    z = _ZEROS.get(n)
+    if z is None:
+        z = _ZEROS[n] = bytes(n)
+    return z
+
+
 def block_checksum(data: bytes, block: int) -> int:
-    """Checksum entry of a data block: 0 for all zeros, else xxh64(seed=block) or 1."""
-    if not data.strip(b"\0"):
+    """Checksum entry of a data block: 0 for all zeros, else xxh64(seed=block) or 1.  O(len(data))."""
+    if data == _zeros(len(data)):
         return 0
-    return xxhash.xxh64_intdigest(data, seed=block) or 1
+    return _xxh64(data, seed=block) or 1
+
+
+_xxh64 = xxhash.xxh64_intdigest
 
 
 @dataclass(frozen=True)
@@ -702,8 +715,10 @@ class SuperDisk(BlockDevice):
                     self._fail_cache_locked(f"superblock write failed: {exc}", write_sb=False)
                     cache_state, left = CACHE_FAILED, c.sb.generation
             elif self._cache is not None and self._cache_failed and dsb.cache_state != CACHE_FAILED:
-                assert self._cache.sb is not None
-                cache_state, left = CACHE_FAILED, self._cache.sb.generation
+                # an ejected cache left at its own generation; one unreadable at
+                # assembly last matched the durable leg's current generation
+                cache_state = CACHE_FAILED
+                left = self._cache.sb.generation if self._cache.sb is not None else dsb.generation
             elif self._cache is None and dsb.cache_state in (CACHE_IN_SYNC, CACHE_RECOVERING):
                 cache_state, left = CACHE_FAILED, dsb.generation  # cache missing at this assembly
             flags = dsb.flags
@@ -828,8 +843,9 @@ class SuperDisk(BlockDevice):
             return self._read_run_durable(first, n, out, pos)
         try:
             data = cache.read(self._layout.data_offset + first * bs, n * bs)
-            self._add("reads_cache")
-            self._add("bytes_read_cache", n * bs)
+            with self._counter_lock:
+                self.counters["reads_cache"] += 1
+                self.counters["bytes_read_cache"] += n * bs
         except StorageIOError:
             self._add("read_errors_cache")
             data = None
@@ -838,7 +854,7 @@ class SuperDisk(BlockDevice):
             entry = self._table[b]
             if data is not None:
                 blk = data[i * bs:(i + 1) * bs]
-                if entry == 0 or block_checksum(blk, b) == entry:
+                if entry == 0 or (_xxh64(blk, seed=b) or 1) == entry:
                     out[pos + i * bs:pos + (i + 1) * bs] = bytes(bs) if entry == 0 else blk
                     continue
             out[pos + i * bs:pos + (i + 1) * bs] = self._slow_block(b, from_cache=True, had_error=data is None)
@@ -847,8 +863,9 @@ class SuperDisk(BlockDevice):
         bs = self.block_size
         try:
             data = self._durable.dev.read(self._layout.data_offset + first * bs, n * bs)
-            self._add("reads_durable")
-            self._add("bytes_read_durable", n * bs)
+            with self._counter_lock:
+                self.counters["reads_durable"] += 1
+                self.counters["bytes_read_durable"] += n * bs
         except StorageIOError:
             self._add("read_errors_durable")
             data = None
@@ -857,7 +874,7 @@ class SuperDisk(BlockDevice):
             entry = self._table[b]
             if data is not None:
                 blk = data[i * bs:(i + 1) * bs]
-                if entry == 0 or block_checksum(blk, b) == entry:
+                if entry == 0 or (_xxh64(blk, seed=b) or 1) == entry:
                     out[pos + i * bs:pos + (i + 1) * bs] = bytes(bs) if entry == 0 else blk
                     continue
             out[pos + i * bs:pos + (i + 1) * bs] = self._slow_block(b, from_cache=False, had_error=data is None)
