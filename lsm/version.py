@@ -384,12 +384,15 @@ class Version:
     levels: tuple[tuple[FileMetaData, ...], ...]
     _bounds: tuple[list[tuple[bytes, int]], ...] = field(
         init=False, repr=False, compare=False, default=())
+    _lows: tuple[list[bytes], ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         if not isinstance(self.levels, tuple) or not 1 <= len(self.levels) <= MAX_LEVELS:
             raise InvalidArgumentError("levels must be a tuple of 1..64 levels")
         object.__setattr__(self, "_bounds",
                            tuple([_upper_bound(f) for f in files] for files in self.levels))
+        object.__setattr__(self, "_lows",
+                           tuple([f.smallest[:-8] for f in files] for files in self.levels))
 
     @classmethod
     def empty(cls, num_levels: int) -> "Version":
@@ -403,14 +406,21 @@ class Version:
         """Files that may hold ``user_key``, in search order (newest data first):
         every L0 file whose extent contains it (newest first), then at most one
         file per deeper level.  O(L0 + levels x log files)."""
-        out = [(0, f) for f in self.levels[0] if f.contains(user_key)]
         probe = (user_key, 1)
-        for level in range(1, len(self.levels)):
-            files = self.levels[level]
+        levels = self.levels
+        bounds = self._bounds
+        lows = self._lows
+        out = []
+        if levels[0]:
+            b0, l0 = bounds[0], lows[0]
+            out = [(0, f) for i, f in enumerate(levels[0])
+                   if l0[i] <= user_key and b0[i] >= probe]
+        for level in range(1, len(levels)):
+            files = levels[level]
             if not files:
                 continue
-            i = bisect_left(self._bounds[level], probe)
-            if i < len(files) and files[i].smallest[:-8] <= user_key:
+            i = bisect_left(bounds[level], probe)
+            if i < len(files) and lows[level][i] <= user_key:
                 out.append((level, files[i]))
         return out
 
@@ -498,6 +508,8 @@ class Version:
             files = self.levels[level]
             assert list(files) == sorted(files, key=_level_order)
             assert self._bounds[level] == [_upper_bound(f) for f in files]
+        for level, files in enumerate(self.levels):
+            assert self._lows[level] == [f.smallest[:-8] for f in files]
         self._check_disjoint()
 
     def describe(self) -> str:
