@@ -364,7 +364,7 @@ def test_corruption_offsets_point_at_the_block(fs):
     build(fs, "o.sst", entries, block_size=512, compression=None)
     good = get_bytes(fs, "o.sst")
     r = open_table(fs, "o.sst")
-    offs, sizes = r._offs, r._sizes
+    offs, sizes = r._index().offs, r._index().sizes
     r.close()
     b = 5
     bad = bytearray(good)
@@ -495,3 +495,34 @@ def test_unverified_reads_still_never_crash(fs):
             assert exc.file == "u2.sst"
         finally:
             r.close()
+
+
+def test_index_and_filter_in_the_block_cache(fs):
+    entries = [(pack_internal_key(b"%05d" % i, 3, KIND_VALUE), b"v%d" % i) for i in range(3000)]
+    build(fs, "i.sst", entries, block_size=256)
+    cache = BlockCache(1 << 22, shards=1)
+    r = open_table(fs, "i.sst", block_cache=cache, cache_id=9, cache_index_and_filter_blocks=True)
+    assert cache.get((9, -1)) is not None
+    usage_with_index = cache.usage
+    assert usage_with_index > 3000 // 10 * 20          # the index is charged to the cache
+    assert r.get(b"00042", 5) == (3, 1, b"v42") and r.index_loads == 0
+    cache.clear()
+    assert r.get(b"00043", 5) == (3, 1, b"v43") and r.index_loads == 1   # re-read
+    assert all(r.may_contain(k[:-8]) for k, _ in entries[::50])
+    assert sum(r.may_contain(b"absent%d" % i) for i in range(1000)) < 60
+    assert list(r.entries()) == entries
+    assert r.approximate_offset(entries[-1][0]) > 0
+    r._check()
+    # a damaged index found on a re-read is corruption, not a wrong answer
+    good = get_bytes(fs, "i.sst")
+    ixoff = r._ix_handle[0]
+    bad = bytearray(good)
+    bad[ixoff + 3] ^= 0x10
+    w = fs.create("i.sst")          # same file, rewritten in place (the open fd sees it)
+    w.append(bytes(bad))
+    w.close()
+    cache.clear()
+    with pytest.raises(CorruptionError) as ei:
+        r.get(b"00044", 5)
+    assert ei.value.offset == ixoff and ei.value.file == "i.sst"
+    r.close()

@@ -15,6 +15,12 @@ scan needed them, its decoded ``(keys, values)`` lists).
 its user key matches (internal order puts the newest version visible at
 ``read_seq`` first).  Three C calls and one cache probe.
 
+With ``cache_index_and_filter_blocks=True`` (and a block cache) the parsed
+index and filter are not pinned by the reader but live in the block cache
+under ``(cache_id, -1)``, charged like data blocks, and are re-read and
+re-verified from the file after an eviction: memory for many open tables
+stays within the cache's bound at the price of occasional re-reads.
+
 ``blocks(start, reverse)`` yields whole decoded data blocks lazily, one at a
 time, so an iterator that stops early never touches later blocks;
 ``blocks_read`` counts data blocks delivered (from the cache or the file),
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left
-from typing import Iterator
+from typing import Callable, Iterator
 
 from blockdev.errors import (
     ArgumentTypeError,
@@ -61,6 +67,30 @@ _SEEK_TRAILER = struct.Struct("<Q").pack
 _unpack_trailer = struct.Struct("<Q").unpack_from
 _TAIL_READ = 64 * 1024
 _CMP_INTERNAL = N.CMP_INTERNAL
+_INDEX_CACHE_SLOT = -1        # block-cache key (cache_id, -1): index + filter of a table
+
+
+class _Index:
+    """A table's parsed index and filter: the blocks' last internal keys,
+    split into user keys and trailers for bisection (no native call and no
+    allocation per seek), the data block offsets and sizes, the filter."""
+
+    __slots__ = ("keys", "uks", "trailers", "offs", "sizes", "filter", "charge")
+
+    def __init__(self, keys: list[bytes], offs: list[int], sizes: list[int],
+                 filt: bytes | None) -> None:
+        self.keys = keys
+        self.uks = [k[:-8] for k in keys]
+        self.trailers = [int.from_bytes(k[-8:], "little") for k in keys]
+        self.offs = offs
+        self.sizes = sizes
+        self.filter = filt
+        self.charge = (sum(map(len, keys)) * 2 + 200 * len(keys)
+                       + (len(filt) if filt is not None else 0) + 256)
+
+    def _check(self) -> None:
+        assert len(self.keys) == len(self.uks) == len(self.trailers) == len(self.offs) \
+            == len(self.sizes)
 
 
 def _check_bytes(obj: object, what: str) -> bytes:
@@ -80,7 +110,8 @@ class TableReader:
     """
 
     def __init__(self, file: object, name: str, *, block_cache: BlockCache | None = None,
-                 cache_id: int = 0, verify_checksums: bool = True) -> None:
+                 cache_id: int = 0, verify_checksums: bool = True,
+                 cache_index_and_filter_blocks: bool = False) -> None:
         if not hasattr(file, "read"):
             raise ArgumentTypeError("file must be a RandomAccessFile")
         if not isinstance(name, str):
@@ -94,9 +125,12 @@ class TableReader:
         self._cache = block_cache
         self._cache_id = cache_id
         self._verify = bool(verify_checksums)
+        # pinned (held by the reader) unless they are to live in the block cache
+        self._cache_meta = bool(cache_index_and_filter_blocks) and block_cache is not None
         self._closed = False
         self.blocks_read = 0
         self.blocks_loaded = 0
+        self.index_loads = 0        # index/filter re-reads (cache_index_and_filter_blocks)
         try:
             self._open()
         except BaseException:
@@ -153,8 +187,48 @@ class TableReader:
         pn, pv = decode(raw, off, "properties")
         self.properties: TableProperties = decode_properties(pn, pv, name, off, version)
 
-        raw, ix_off = meta_block(ix_handle, "index")
-        ikeys, ivals = decode(raw, ix_off, "index")
+        self._ix_handle = ix_handle
+        self._filter_handle = meta.get(META_FILTER)
+        self._footer_off = footer_off
+        ix = self._load_index(meta_block)
+        self._nblocks = len(ix.offs)
+        if self._cache_meta:
+            self._pinned: _Index | None = None
+            self._cache.insert((self._cache_id, _INDEX_CACHE_SLOT), ix, ix.charge)  # type: ignore[union-attr]
+        else:
+            self._pinned = ix
+        self.range_tombstones: list[tuple[bytes, bytes, int]] = []
+        if META_RANGEDEL in meta:
+            raw, off = meta_block(meta[META_RANGEDEL], "range tombstone")
+            rkeys, rvals = decode(raw, off, "range tombstone")
+            for k, v in zip(rkeys, rvals):
+                if len(k) < 8:
+                    raise CorruptionError("sstable: bad range tombstone key", name, off)
+                trailer = int.from_bytes(k[-8:], "little")
+                if trailer & 0xFF != KIND_RANGE_TOMBSTONE:
+                    raise CorruptionError("sstable: bad range tombstone kind", name, off)
+                self.range_tombstones.append((k[:-8], v, trailer >> 8))
+        if len(self.range_tombstones) != self.properties.num_range_tombstones:
+            raise CorruptionError("sstable: range tombstone count disagrees with the properties",
+                                  name, footer_off)
+
+    def _load_index(self, meta_block: Callable[[tuple[int, int], str], tuple[bytes, int]] | None
+                    = None) -> "_Index":
+        """Read, verify and parse the index and filter blocks.  O(index + filter)."""
+        name = self.name
+        if meta_block is None:
+            if self._closed:
+                raise ClosedError(f"table {name} is closed")
+
+            def meta_block(handle: tuple[int, int], what: str) -> tuple[bytes, int]:
+                off, sz = handle
+                buf = self._file.read(off, sz + BLOCK_TRAILER_SIZE)  # type: ignore[attr-defined]
+                return unwrap_physical_block(buf, sz, name, off, True), off
+        raw, ix_off = meta_block(self._ix_handle, "index")
+        try:
+            ikeys, ivals = N.block_decode(raw)
+        except CorruptionError as exc:
+            raise CorruptionError(f"sstable: bad index block ({exc})", name, ix_off) from None
         offs: list[int] = []
         sizes: list[int] = []
         expect = 0
@@ -171,41 +245,32 @@ class TableReader:
         props = self.properties
         if expect != props.data_size or len(offs) != props.num_data_blocks:
             raise CorruptionError("sstable: index disagrees with the properties", name, ix_off)
-        self._index_raw = raw
-        self._index_keys = ikeys
-        # the index keys split for Python-level bisection (no native call, no
-        # allocation per seek): user keys (bytewise order) and trailers
-        self._ix_uks = [k[:-8] for k in ikeys]
-        self._ix_trailers = [int.from_bytes(k[-8:], "little") for k in ikeys]
-        self._offs = offs
-        self._sizes = sizes
-        self._nblocks = len(offs)
-
-        self._filter: bytes | None = None
-        if META_FILTER in meta:
-            fraw, foff = meta_block(meta[META_FILTER], "filter")
+        filt: bytes | None = None
+        if self._filter_handle is not None:
+            fraw, foff = meta_block(self._filter_handle, "filter")
             if len(fraw) < 2:
                 raise CorruptionError("sstable: filter block too short", name, foff)
-            self._filter = fraw
-        self.range_tombstones: list[tuple[bytes, bytes, int]] = []
-        if META_RANGEDEL in meta:
-            raw, off = meta_block(meta[META_RANGEDEL], "range tombstone")
-            rkeys, rvals = decode(raw, off, "range tombstone")
-            for k, v in zip(rkeys, rvals):
-                if len(k) < 8:
-                    raise CorruptionError("sstable: bad range tombstone key", name, off)
-                trailer = int.from_bytes(k[-8:], "little")
-                if trailer & 0xFF != KIND_RANGE_TOMBSTONE:
-                    raise CorruptionError("sstable: bad range tombstone kind", name, off)
-                self.range_tombstones.append((k[:-8], v, trailer >> 8))
-        if len(self.range_tombstones) != props.num_range_tombstones:
-            raise CorruptionError("sstable: range tombstone count disagrees with the properties",
-                                  name, footer_off)
+            filt = fraw
+        return _Index(ikeys, offs, sizes, filt)
+
+    def _index(self) -> "_Index":
+        """The index: pinned, or from the block cache (re-read on a miss)."""
+        ix = self._pinned
+        if ix is not None:
+            return ix
+        cache = self._cache
+        key = (self._cache_id, _INDEX_CACHE_SLOT)
+        ix = cache.get(key)  # type: ignore[union-attr]
+        if ix is None:
+            ix = self._load_index()
+            self.index_loads += 1
+            cache.insert(key, ix, ix.charge)  # type: ignore[union-attr]
+        return ix  # type: ignore[return-value]
 
     # -- data blocks ----------------------------------------------------------
-    def _block(self, i: int) -> BlockReader:
-        """Data block ``i`` from the cache or the file.  O(block size) on a miss."""
-        off = self._offs[i]
+    def _block(self, off: int, size: int) -> BlockReader:
+        """The data block at ``off`` from the cache or the file.  O(block
+        size) on a miss."""
         cache = self._cache
         if cache is not None:
             blk = cache.get((self._cache_id, off))
@@ -213,7 +278,6 @@ class TableReader:
                 return blk  # type: ignore[return-value]
         if self._closed:
             raise ClosedError(f"table {self.name} is closed")
-        size = self._sizes[i]
         buf = self._file.read(off, size + BLOCK_TRAILER_SIZE)  # type: ignore[attr-defined]
         blk = BlockReader(unwrap_physical_block(buf, size, self.name, off, self._verify),
                           self.name, off)
@@ -222,8 +286,8 @@ class TableReader:
             cache.insert((self._cache_id, off), blk, blk.charge())
         return blk
 
-    def _decoded(self, i: int) -> tuple[list[bytes], list[bytes]]:
-        blk = self._block(i)
+    def _decoded(self, ix: "_Index", i: int) -> tuple[list[bytes], list[bytes]]:
+        blk = self._block(ix.offs[i], ix.sizes[i])
         self.blocks_read += 1
         if blk.keys is None:
             kv = blk.decoded()
@@ -237,13 +301,14 @@ class TableReader:
         ``target``; ``num_data_blocks`` when there is none.  O(log blocks):
         a bisection over the blocks' last user keys, then a step past blocks
         ending in the same user key with a newer (larger) trailer."""
+        ix = self._index()
         uk = target[:-8]
         t = int.from_bytes(target[-8:], "little")
-        uks = self._ix_uks
+        uks = ix.uks
         i = bisect_left(uks, uk)
         n = self._nblocks
         if i < n and uks[i] == uk:
-            trailers = self._ix_trailers
+            trailers = ix.trailers
             while i < n and uks[i] == uk and trailers[i] > t:
                 i += 1
         return i
@@ -253,7 +318,7 @@ class TableReader:
         """Bloom filter test: False only if ``user_key`` is certainly absent."""
         if type(user_key) is not bytes:
             user_key = _check_bytes(user_key, "user_key")
-        f = self._filter
+        f = self._index().filter
         return True if f is None else N.bloom_may_contain(f, user_key)
 
     def get(self, user_key: bytes, read_seq: int) -> tuple[int, int, bytes] | None:
@@ -268,17 +333,20 @@ class TableReader:
                 raise ArgumentTypeError("read_seq must be an int")
             if not 0 <= read_seq <= MAX_SEQUENCE:
                 raise InvalidArgumentError(f"read_seq must be in [0, {MAX_SEQUENCE}]")
-        f = self._filter
+        ix = self._pinned
+        if ix is None:
+            ix = self._index()
+        f = ix.filter
         if f is not None and not N.bloom_may_contain(f, user_key):
             return None
         # index: the first block whose last key >= lookup_key(user_key, read_seq)
-        uks = self._ix_uks
+        uks = ix.uks
         i = bisect_left(uks, user_key)
         if i == self._nblocks:
             return None
         if uks[i] == user_key:
             t = (read_seq << 8) | 0xFF
-            trailers = self._ix_trailers
+            trailers = ix.trailers
             n = self._nblocks
             while trailers[i] > t:
                 i += 1
@@ -286,7 +354,7 @@ class TableReader:
                     break
             if i == n:
                 return None
-        blk = self._block(i)
+        blk = self._block(ix.offs[i], ix.sizes[i])
         self.blocks_read += 1
         keys = blk.keys
         if keys is not None:
@@ -340,17 +408,18 @@ class TableReader:
                 ) -> Iterator[tuple[list[bytes], list[bytes]]]:
         n = self._nblocks
         decoded = self._decoded
+        index = self._index
         if not reverse:
             i = 0 if start is None else self._index_seek(start)
             while i < n:
-                yield decoded(i)
+                yield decoded(index(), i)
                 i += 1
         else:
             i = n - 1
             if start is not None:
                 i = min(self._index_seek(start), n - 1)
             while i >= 0:
-                yield decoded(i)
+                yield decoded(index(), i)
                 i -= 1
 
     def entries(self, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
@@ -388,7 +457,7 @@ class TableReader:
         if len(ikey) < 8:
             raise InvalidArgumentError("ikey must be an internal key (>= 8 bytes)")
         i = self._index_seek(ikey)
-        return self._offs[i] if i < self._nblocks else self.properties.data_size
+        return self._index().offs[i] if i < self._nblocks else self.properties.data_size
 
     @property
     def num_data_blocks(self) -> int:
@@ -396,7 +465,7 @@ class TableReader:
 
     def block_last_keys(self) -> list[bytes]:
         """The index keys: the last internal key of each data block (shared)."""
-        return self._index_keys
+        return self._index().keys
 
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
@@ -422,11 +491,13 @@ class TableReader:
     def _check(self) -> None:
         """Assert invariants: index keys strictly increasing in internal
         order; contiguous block handles covering the data section."""
-        keys = self._index_keys
+        ix = self._index()
+        ix._check()
+        keys = ix.keys
         for a, b in zip(keys, keys[1:]):
             assert compare_internal(a, b) < 0
         expect = 0
-        for off, size in zip(self._offs, self._sizes):
+        for off, size in zip(ix.offs, ix.sizes):
             assert off == expect
             expect = off + size + BLOCK_TRAILER_SIZE
         assert expect == self.properties.data_size
