@@ -212,7 +212,8 @@ class VersionEdit:
             if value is None:
                 continue
             if type(value) is not int:
-                raise ArgumentTypeError(f"{name} must be an int or None, not {type(value).__name__}")
+                raise ArgumentTypeError(
+                    f"{name} must be an int or None, not {type(value).__name__}")
             if not 0 <= value <= hi:
                 raise InvalidArgumentError(f"{name} out of range: {value}")
         for name in ("compact_pointers", "deleted_files", "new_files"):
