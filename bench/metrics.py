@@ -231,6 +231,10 @@ def env_info() -> dict:
     except Exception as exc:  # lsm broken in this checkout: say so
         info["lsm_implementation"] = f"import failed: {type(exc).__name__}: {exc}"
     try:
+        info["loadavg_at_start"] = list(os.getloadavg())  # other load on the machine
+    except (OSError, AttributeError):
+        info["loadavg_at_start"] = None
+    try:
         with open("/proc/meminfo") as f:
             first = f.readline().split()
             info["mem_total_kib"] = int(first[1])

@@ -116,7 +116,9 @@ def superdisk_scenario(cfg: BenchConfig, out: TextIO, err: TextIO) -> tuple[Suit
             eng = LsmEngine(cfg.engine_options)
             try:
                 eng.open(tgt.target)
+                legs0 = tgt.leg_counters()
                 sync_res = run_workload("fillsync", eng, cfg.run)
+                legs1 = tgt.leg_counters()
                 bulk_load(eng, spec, cfg.run.progress)
                 eng.flush()
                 eng.reopen()
@@ -132,6 +134,13 @@ def superdisk_scenario(cfg: BenchConfig, out: TextIO, err: TextIO) -> tuple[Suit
                 suite.results.append(r)
                 out.write(report.format_row(r) + "\n")
             per_get = _reads_per_get(before, after, read_res.ops)
+            per_sync = {leg: {k: (c.get(k, 0) - legs0.get(leg, {}).get(k, 0)) / max(1, sync_res.ops)
+                              for k in ("writes", "flushes")}
+                        for leg, c in legs1.items()}
+            out.write("   device I/Os per sync put: " + ", ".join(
+                f"{leg} {v['writes']:.1f} writes + {v['flushes']:.1f} flushes"
+                for leg, v in per_sync.items()) + "\n")
+            sync_res.extra["leg_ios_per_sync_put"] = per_sync
             out.write(f"   device reads per get: "
                       + ", ".join(f"{leg} {v:.2f}" for leg, v in per_get.items()) + "\n")
             read_res.extra["leg_reads_per_get"] = per_get
@@ -144,6 +153,7 @@ def superdisk_scenario(cfg: BenchConfig, out: TextIO, err: TextIO) -> tuple[Suit
                 "read_p99_us": read_res.hist.percentile(99) / 1e3,
                 "read_ops_per_sec": read_res.ops_per_sec,
                 "reads_per_get": per_get,
+                "ios_per_sync_put": per_sync,
                 "superdisk_status": status,
             }
     finally:
