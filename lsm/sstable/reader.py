@@ -276,6 +276,11 @@ class TableReader:
             blk = cache.get((self._cache_id, off))
             if blk is not None:
                 return blk  # type: ignore[return-value]
+        return self._load_block(off, size)
+
+    def _load_block(self, off: int, size: int) -> BlockReader:
+        """Read, verify and decompress the data block at ``off``; cache it."""
+        cache = self._cache
         if self._closed:
             raise ClosedError(f"table {self.name} is closed")
         buf = self._file.read(off, size + BLOCK_TRAILER_SIZE)  # type: ignore[attr-defined]
@@ -354,7 +359,11 @@ class TableReader:
                     break
             if i == n:
                 return None
-        blk = self._block(ix.offs[i], ix.sizes[i])
+        off = ix.offs[i]
+        cache = self._cache
+        blk = None if cache is None else cache.get((self._cache_id, off))
+        if blk is None:
+            blk = self._load_block(off, ix.sizes[i])
         self.blocks_read += 1
         keys = blk.keys
         if keys is not None:
