@@ -106,6 +106,19 @@ class LogWriter:
         O(len(payload)).  An I/O error is raised and poisons the writer (the
         file may now end in a torn record; later calls raise StorageIOError).
         """
+        if type(payload) is bytes and not self._closed and self._failed is None:
+            # fast path: the whole record fits in the current block as one FULL fragment
+            offset = self.size
+            n = len(payload)
+            if n + HEADER_SIZE <= BLOCK_SIZE - offset % BLOCK_SIZE:
+                try:
+                    self._file.append(_HEADER.pack(_checksum(payload, FULL) & 0xFFFFFFFF, n, FULL)
+                                      + payload)
+                except BaseException as exc:
+                    self._failed = exc
+                    raise
+                self.size = offset + HEADER_SIZE + n
+                return offset
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise ArgumentTypeError("payload must be bytes-like")
         if self._closed:
