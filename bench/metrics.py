@@ -156,9 +156,11 @@ def derive_lsm_figures(before: StatSnapshot, after: StatSnapshot, *, gets: int,
     else:
         fig["write_amp"] = None
 
-    # read amplification: blocks read from storage per get
+    # read amplification: blocks read from storage per get.  Cache misses
+    # stand for block reads only when there is a block cache to miss.
+    no_cache = after.flat.get("block_cache_capacity") == 0
     kb, db = _delta(before, after, "blocks_read")
-    if kb is None:
+    if kb is None and not no_cache:
         kb, db = _delta(before, after, "cache_misses")
     if gets and db is not None:
         fig["read_amp"], used["read_amp"] = db / gets, kb
@@ -168,7 +170,7 @@ def derive_lsm_figures(before: StatSnapshot, after: StatSnapshot, *, gets: int,
     # block cache hit rate
     kh, dh = _delta(before, after, "cache_hits")
     km, dm = _delta(before, after, "cache_misses")
-    if dh is not None and dm is not None and dh + dm > 0:
+    if dh is not None and dm is not None and dh + dm > 0 and not no_cache:
         fig["cache_hit_rate"] = dh / (dh + dm)
         used["cache_hit_rate"] = f"{kh}, {km}"
     else:

@@ -311,3 +311,25 @@ def test_lsm_figures_derived_from_stats_deltas():
     empty, _ = derive_lsm_figures(StatSnapshot(), StatSnapshot(), gets=5, user_bytes=10,
                                   live_user_bytes=10)
     assert all(v is None for v in empty.values())
+
+
+def test_no_block_cache_gives_no_cache_based_read_amp():
+    from bench.metrics import StatSnapshot, derive_lsm_figures, flatten
+    snap = StatSnapshot(flat=flatten({"block_cache": {"hits": 0, "misses": 0, "capacity": 0}}))
+    fig, _ = derive_lsm_figures(snap, snap, gets=100, user_bytes=0, live_user_bytes=100)
+    assert fig["read_amp"] is None and fig["cache_hit_rate"] is None
+
+
+def test_progress_bar_draws_only_when_enabled():
+    from bench.progress import Progress, progress_wanted
+    buf = io.StringIO()
+    with Progress(100, "lsm:fillseq", True, stream=buf) as bar:
+        bar.update(50)
+        bar.update(50)
+    text = buf.getvalue()
+    assert "lsm:fillseq" in text and "100.0%" in text and text.endswith("\r")
+    quiet = io.StringIO()
+    with Progress(100, "x", False, stream=quiet) as bar:
+        bar.update(100)
+    assert quiet.getvalue() == ""
+    assert progress_wanted(None, io.StringIO()) is False and progress_wanted(True) is True
