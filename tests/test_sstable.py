@@ -118,8 +118,10 @@ def test_round_trip_model(tmp_path_factory, seed, n, block_size, restart, bloom,
                        compression=compression)
     size = fs.size("t.sst")
     assert abs(est - size) <= max(0.5 * size, 2048) or compression == "lz4"
-    cache = BlockCache(1 << 20) if seed % 2 else None
-    r = open_table(fs, "t.sst", block_cache=cache, cache_id=3)
+    mode = seed % 3      # 0: no cache; 1: cache; 2: tiny cache holding index and filter too
+    cache = None if mode == 0 else BlockCache(1 << 20 if mode == 1 else 2048, shards=2)
+    r = open_table(fs, "t.sst", block_cache=cache, cache_id=3,
+                   cache_index_and_filter_blocks=(mode == 2))
     r._check()
     assert r.properties == props
     assert props.num_entries == len(entries)
@@ -526,3 +528,17 @@ def test_index_and_filter_in_the_block_cache(fs):
         r.get(b"00044", 5)
     assert ei.value.offset == ixoff and ei.value.file == "i.sst"
     r.close()
+
+
+def test_blocks_with_user_keys(fs):
+    entries = make_entries(random.Random(8), 200)
+    build(fs, "u.sst", entries, block_size=128)
+    for cache in (None, BlockCache(1 << 20)):
+        r = open_table(fs, "u.sst", block_cache=cache, cache_id=1)
+        for reverse in (False, True):
+            for start in (None, entries[len(entries) // 2][0]):
+                a = list(r.blocks(start, reverse))
+                b = list(r.blocks_with_user_keys(start, reverse))
+                assert [(k, v) for k, v, _ in b] == a
+                assert all(u == [k[:-8] for k in k_] for k_, _, u in b)
+        r.close()

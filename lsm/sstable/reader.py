@@ -291,15 +291,15 @@ class TableReader:
             cache.insert((self._cache_id, off), blk, blk.charge())
         return blk
 
-    def _decoded(self, ix: "_Index", i: int) -> tuple[list[bytes], list[bytes]]:
+    def _decoded(self, ix: "_Index", i: int) -> BlockReader:
+        """Data block ``i``, decoded (its ``keys``/``values`` set)."""
         blk = self._block(ix.offs[i], ix.sizes[i])
         self.blocks_read += 1
         if blk.keys is None:
-            kv = blk.decoded()
+            blk.decoded()
             if self._cache is not None:   # re-charge: the decoded lists now live in it
                 self._cache.insert((self._cache_id, blk.offset), blk, blk.charge())
-            return kv
-        return blk.keys, blk.values  # type: ignore[return-value]
+        return blk
 
     def _index_seek(self, target: bytes) -> int:
         """Index of the first data block whose last key >= internal key
@@ -420,16 +420,45 @@ class TableReader:
         index = self._index
         if not reverse:
             i = 0 if start is None else self._index_seek(start)
-            while i < n:
-                yield decoded(index(), i)
-                i += 1
+            step = 1
         else:
-            i = n - 1
-            if start is not None:
-                i = min(self._index_seek(start), n - 1)
-            while i >= 0:
-                yield decoded(index(), i)
-                i -= 1
+            i = n - 1 if start is None else min(self._index_seek(start), n - 1)
+            step = -1
+        while 0 <= i < n:
+            blk = decoded(index(), i)
+            yield blk.keys, blk.values  # type: ignore[misc]
+            i += step
+
+    def blocks_with_user_keys(self, start: bytes | None = None, reverse: bool = False
+                              ) -> Iterator[tuple[list[bytes], list[bytes], list[bytes]]]:
+        """As ``blocks`` but yields ``(keys, values, user_keys)``; the user-key
+        lists are built once per cached block (shared; do not mutate)."""
+        if start is not None:
+            start = _check_bytes(start, "start")
+            if len(start) < 8:
+                raise InvalidArgumentError("start must be an internal key (>= 8 bytes)")
+        if self._closed:
+            raise ClosedError(f"table {self.name} is closed")
+        return self._blocks_uk(start, bool(reverse))
+
+    def _blocks_uk(self, start: bytes | None, reverse: bool
+                   ) -> Iterator[tuple[list[bytes], list[bytes], list[bytes]]]:
+        n = self._nblocks
+        index = self._index
+        if not reverse:
+            i = 0 if start is None else self._index_seek(start)
+            step = 1
+        else:
+            i = n - 1 if start is None else min(self._index_seek(start), n - 1)
+            step = -1
+        decoded = self._decoded
+        while 0 <= i < n:
+            blk = decoded(index(), i)
+            uks = blk.ukeys
+            if uks is None:
+                uks = blk.user_keys()
+            yield blk.keys, blk.values, uks  # type: ignore[misc]
+            i += step
 
     def entries(self, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Point entries ``(internal key, value)`` in internal order from the
