@@ -278,8 +278,9 @@ class TableReader:
                 return blk  # type: ignore[return-value]
         return self._load_block(off, size)
 
-    def _load_block(self, off: int, size: int) -> BlockReader:
-        """Read, verify and decompress the data block at ``off``; cache it."""
+    def _load_block(self, off: int, size: int, decode: bool = False) -> BlockReader:
+        """Read, verify and decompress the data block at ``off`` (and decode
+        it when ``decode``); cache it."""
         cache = self._cache
         if self._closed:
             raise ClosedError(f"table {self.name} is closed")
@@ -287,13 +288,19 @@ class TableReader:
         blk = BlockReader(unwrap_physical_block(buf, size, self.name, off, self._verify),
                           self.name, off)
         self.blocks_loaded += 1
+        if decode:
+            blk.decoded()
         if cache is not None:
             cache.insert((self._cache_id, off), blk, blk.charge())
         return blk
 
     def _decoded(self, ix: "_Index", i: int) -> BlockReader:
         """Data block ``i``, decoded (its ``keys``/``values`` set)."""
-        blk = self._block(ix.offs[i], ix.sizes[i])
+        off = ix.offs[i]
+        cache = self._cache
+        blk = None if cache is None else cache.get((self._cache_id, off))
+        if blk is None:
+            blk = self._load_block(off, ix.sizes[i], True)
         self.blocks_read += 1
         if blk.keys is None:
             blk.decoded()
