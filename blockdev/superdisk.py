@@ -91,7 +91,8 @@ assert _SB_STRUCT.size == 176
 
 _CACHE_STATE_NAMES = {CACHE_NONE: "none", CACHE_IN_SYNC: "in_sync",
                       CACHE_RECOVERING: "recovering", CACHE_FAILED: "failed"}
-_NSTRIPES = 64
+_NSTRIPES = 256
+_STRIPE_BLOCKS = 16     # data blocks per stripe-lock group
 _LITTLE = sys.byteorder == "little"
 
 
@@ -292,6 +293,89 @@ def _read_sb(dev: BlockDevice, block_size: int) -> Tuple[Optional[Superblock], s
     return best, ("blank" if reasons and all(r == "blank" for r in reasons) else "; ".join(reasons))
 
 
+class _CsumWriter:
+    """Coalescing writer of one leg's checksum blocks.
+
+    ``kick(cbs)`` marks checksum blocks dirty and starts (on the I/O pool) a
+    writer task per block unless one is running; a running task loops while
+    its block is re-dirtied, each time writing a fresh snapshot of the
+    in-memory table, so the last write to land always holds the newest
+    entries and at most one write per block is in flight.  ``barrier()``
+    waits until every block dirty or in flight at the call has been written
+    with a snapshot taken after the call (what ``flush`` needs).
+    """
+
+    def __init__(self, owner: "SuperDisk", dev: BlockDevice, on_error: Callable[[BaseException], None]) -> None:
+        self.owner = owner
+        self.dev = dev
+        self.on_error = on_error
+        self.cond = threading.Condition()
+        self.dirty: set = set()
+        self.inflight: set = set()
+        self.started: Dict[int, int] = {}
+        self.completed: Dict[int, int] = {}
+        self.error: Optional[BaseException] = None
+
+    def kick(self, cbs: Sequence[int]) -> None:
+        submit = []
+        with self.cond:
+            if self.error is not None:
+                return
+            for c in cbs:
+                self.dirty.add(c)
+                if c not in self.inflight:
+                    self.inflight.add(c)
+                    submit.append(c)
+        for c in submit:
+            try:
+                self.owner._executor.submit(self._run, c)
+            except RuntimeError:  # pool shut down (abandoned array): nothing to write to
+                with self.cond:
+                    self.inflight.discard(c)
+                    self.dirty.discard(c)
+                    self.cond.notify_all()
+
+    def _run(self, c: int) -> None:
+        lay = self.owner._layout
+        bs = self.owner.block_size
+        while True:
+            with self.cond:
+                self.dirty.discard(c)
+                n = self.started.get(c, 0) + 1
+                self.started[c] = n
+            err: Optional[BaseException] = None
+            try:
+                self.dev.write(lay.csum_offset + c * bs, self.owner._cblock_bytes(c))
+            except (StorageIOError, ClosedError) as exc:
+                err = exc
+            with self.cond:
+                self.completed[c] = n
+                if err is None and c in self.dirty:
+                    continue
+                self.inflight.discard(c)
+                self.dirty.discard(c)
+                if err is not None and self.error is None:
+                    self.error = err
+                self.cond.notify_all()
+            if err is not None:
+                self.on_error(err)
+            return
+
+    def barrier(self) -> Optional[BaseException]:
+        """Wait as described above; returns the first write error, if any."""
+        with self.cond:
+            targets = {c: self.started.get(c, 0) + (1 if c in self.dirty else 0)
+                       for c in self.inflight | self.dirty}
+            while self.error is None and any(self.completed.get(c, 0) < t and c in self.inflight
+                                             for c, t in targets.items()):
+                self.cond.wait()
+            return self.error
+
+    def idle(self) -> bool:
+        with self.cond:
+            return not self.inflight
+
+
 class SuperDisk(BlockDevice):
     """The mirrored device.  Create with :meth:`SuperDisk.open`."""
 
@@ -302,7 +386,7 @@ class SuperDisk(BlockDevice):
              durable_failure_policy: str = "fail", rebuild_rate: Optional[float] = 200 << 20,
              background_rebuild: bool = True, rebuild_chunk: int = 1 << 20,
              max_corrected_errors: int = 20, error_half_life: float = 3600.0,
-             bitmap_clear_delay: float = 5.0, io_threads: int = 8,
+             bitmap_clear_delay: float = 5.0, io_threads: int = 16,
              clock: Callable[[], float] = time.monotonic, name: Optional[str] = None) -> "SuperDisk":
         """Assemble (or, with ``create=True`` on a leg with no superblock,
         format) a SuperDisk.
@@ -450,6 +534,8 @@ class SuperDisk(BlockDevice):
         self._bitmap = WriteIntentBitmap(lay.nregions, lay.region_blocks, block_size)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=io_threads, thread_name_prefix="superdisk-io")
+        self._dwriter = _CsumWriter(self, dev, self._fail_durable)
+        self._cwriter: Optional[_CsumWriter] = None
         self._load_bitmap()
         self._table = array("Q", bytes(8 * lay.nblocks))
         self._bad_cblocks = self._load_table()
@@ -612,6 +698,8 @@ class SuperDisk(BlockDevice):
             rebuild_cursor=min(cursor, lay.nblocks), created_ns=time.time_ns())
         with self._state_lock:
             self._cache = cleg
+            self._cwriter = _CsumWriter(
+                self, cleg.dev, lambda exc: self._fail_cache_locked(f"checksum block write failed: {exc}"))
             self._cache_failed = False
             self._cursor = min(cursor, lay.nblocks)
             self._stale = stale
@@ -753,8 +841,19 @@ class SuperDisk(BlockDevice):
                 and (not self._stale or b // self._layout.region_blocks not in self._stale))
 
     def _stripe_ids(self, first: int, n: int) -> List[int]:
+        g0, g1 = first // _STRIPE_BLOCKS, (first + n - 1) // _STRIPE_BLOCKS
+        if g1 - g0 + 1 >= _NSTRIPES:
+            return list(range(_NSTRIPES))
+        return sorted({g % _NSTRIPES for g in range(g0, g1 + 1)})
+
+    def _cbs_of(self, first: int, n: int) -> range:
         e = self._layout.entries_per_csum_block
-        return sorted({c % _NSTRIPES for c in range(first // e, (first + n - 1) // e + 1)})
+        return range(first // e, (first + n - 1) // e + 1)
+
+    def _cache_writer(self) -> Optional[_CsumWriter]:
+        if self._cache is None or self._cache_failed:
+            return None
+        return self._cwriter
 
     def _lock_stripes(self, ids: Sequence[int]) -> None:
         for i in ids:
@@ -1049,24 +1148,24 @@ class SuperDisk(BlockDevice):
             self._bitmap.end_write(regions, seq or self._next_seq(), self._clock())
 
     def _issue(self, b0: int, n: int, data: Optional[bytes]) -> None:
-        """Write data (or discard when ``data`` is None) plus checksum blocks on both legs."""
-        lay = self._layout
+        """Write data (or discard when ``data`` is None) on both legs at once
+        and start the checksum block writes (which the next flush waits for).
+        Requires: stripe locks held, table already updated."""
         bs = self.block_size
-        e = lay.entries_per_csum_block
-        cbs = [(lay.csum_offset + c * bs, self._cblock_bytes(c)) for c in range(b0 // e, (b0 + n - 1) // e + 1)]
-        doff = lay.data_offset + b0 * bs
+        doff = self._layout.data_offset + b0 * bs
+        cbs = self._cbs_of(b0, n)
 
-        def ops(dev: BlockDevice) -> List[Callable[[], None]]:
+        def op(dev: BlockDevice) -> Callable[[], None]:
             if data is not None:
-                lst: List[Callable[[], None]] = [lambda: dev.write(doff, data)]
-            else:
-                lst = [lambda: dev.discard(doff, n * bs)]
-            for off, blk in cbs:
-                lst.append(lambda off=off, blk=blk: dev.write(off, blk))
-            return lst
+                return lambda: dev.write(doff, data)
+            return lambda: dev.discard(doff, n * bs)
 
         cache = self._cache_dev()
-        self._run_legs(ops(self._durable.dev), ops(cache) if cache is not None else [])
+        cw = self._cache_writer()
+        self._dwriter.kick(cbs)
+        if cw is not None:
+            cw.kick(cbs)
+        self._run_legs([op(self._durable.dev)], [op(cache)] if cache is not None else [])
 
     def _flush(self) -> None:
         self._check_writable_flush()
@@ -1081,6 +1180,14 @@ class SuperDisk(BlockDevice):
             raise DurableLegError(f"the durable leg of {self.name} failed: {self._durable_failed}", self.name)
 
     def _flush_legs(self) -> None:
+        cw = self._cache_writer()
+        if cw is not None:
+            cw.barrier()            # an error there has already ejected the cache
+        err = self._dwriter.barrier()
+        if err is not None:
+            self._fail_durable(err)
+            raise DurableLegError(f"checksum write to the durable leg of {self.name} failed: {err}",
+                                  self.name) from err
         cache = self._cache_dev()
         self._run_legs([self._durable.dev.flush], [cache.flush] if cache is not None else [])
 
@@ -1158,12 +1265,14 @@ class SuperDisk(BlockDevice):
                     if entry != 0 and block_checksum(blk, b) != entry:
                         self._add("checksum_failures_durable")
                         data[i * bs:(i + 1) * bs] = self._rebuild_block(b, blk)
-            c = first // lay.entries_per_csum_block
             try:
                 cache.write(lay.data_offset + first * bs, bytes(data))
-                cache.write(lay.csum_offset + c * bs, self._cblock_bytes(c))
             except StorageIOError as exc:
                 self._fail_cache_locked(f"rebuild write failed: {exc}")
+                return
+            cw = self._cache_writer()
+            if cw is not None:
+                cw.kick(self._cbs_of(first, n))
         finally:
             self._unlock_stripes(ids)
 
@@ -1250,6 +1359,9 @@ class SuperDisk(BlockDevice):
                 with self._state_lock:
                     self._stale = {r for r in self._stale if r * lay.region_blocks < self._cursor}
             self._rebuild_done_bytes += done * bs
+            cw = self._cache_writer()
+            if cw is not None and done:
+                cw.barrier()
             cache = self._cache_dev()
             if cache is not None and done:
                 try:
@@ -1369,7 +1481,12 @@ class SuperDisk(BlockDevice):
                 cache = self._cache_dev()
                 if cache is not None and hi <= self._cursor:
                     legs.append(cache)
+                writers = {id(self._durable.dev): self._dwriter}
+                if cache is not None and self._cwriter is not None:
+                    writers[id(cache)] = self._cwriter
                 for dev in legs:
+                    if not writers[id(dev)].idle():
+                        continue          # a write of this block is in flight: nothing to compare yet
                     try:
                         got = dev.read(lay.csum_offset + c * bs, bs)
                     except StorageIOError:
@@ -1377,7 +1494,7 @@ class SuperDisk(BlockDevice):
                     if got != want:
                         res["csum_blocks_bad"] += 1
                         if repair:
-                            dev.write(lay.csum_offset + c * bs, want)
+                            writers[id(dev)].kick([c])
                             res["repaired"] += 1
                 d = self._durable.dev.read(lay.data_offset + lo * bs, (hi - lo) * bs)
                 cdata = None
