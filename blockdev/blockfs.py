@@ -64,7 +64,8 @@ Durability protocol:
   commit their record before they return.  Blocks are freed (and
   discarded) only after the record that frees them is durable, so a crash
   never leaves two files sharing blocks, and a group's data is never
-  overwritten while it is the last group.
+  overwritten while it is the last group.  Freed blocks are discarded in
+  batches (``BlockFS.trim``); blocks reused first are never discarded.
 * When the active area is full the journal is compacted: a snapshot of the
   file table (CREATE + EXTEND per file, then COMMIT) is written to the
   other area under epoch ``s + 1``, the device flushed, then superblock
@@ -141,6 +142,7 @@ MIN_JOURNAL_BLOCKS = 2
 MAX_JOURNAL_BYTES = 32 << 20
 _CHUNK_MIN_BYTES = 64 << 10
 _CHUNK_MAX_BYTES = 1 << 20
+_DISCARD_BATCH_MAX = 256 << 20
 
 _MOUNTS: "weakref.WeakKeyDictionary[BlockDevice, weakref.ref[BlockFS]]" = weakref.WeakKeyDictionary()
 _MOUNTS_LOCK = threading.Lock()
@@ -416,13 +418,44 @@ class _Allocator:
             self._len[start + n] = length - n
         self.free_blocks -= n
 
-    def allocate(self, want: int, need: int, hint: Optional[int] = None) -> list[tuple[int, int]]:
+    def remove(self, start: int, n: int) -> int:
+        """Remove ``[start, start+n)`` from the set wherever it is present
+        (splitting extents); return how many blocks were removed.
+        O(log n + extents touched)."""
+        end = start + n
+        removed = 0
+        i = max(0, bisect.bisect_right(self._starts, start) - 1)
+        while i < len(self._starts) and self._starts[i] < end:
+            s = self._starts[i]
+            e = s + self._len[s]
+            if e <= start:
+                i += 1
+                continue
+            lo, hi = max(s, start), min(e, end)
+            del self._len[s]
+            self._starts.pop(i)
+            if s < lo:
+                self._starts.insert(i, s)
+                self._len[s] = lo - s
+                i += 1
+            if hi < e:
+                self._starts.insert(i, hi)
+                self._len[hi] = e - hi
+                i += 1
+            removed += hi - lo
+        self.free_blocks -= removed
+        return removed
+
+    def allocate(self, want: int, need: int, hint: Optional[int] = None,
+                 prefer: Optional["_Allocator"] = None) -> list[tuple[int, int]]:
         """Allocate ``want`` blocks (or only ``need`` if ``want`` do not fit).
 
         Preference: continue at ``hint`` (the block after the file's last
-        extent), then the first free extent that holds the rest whole, then
-        the largest extents.  Raises ``NoSpaceError`` (nothing allocated)
-        when fewer than ``need`` blocks are free.  O(n) in free extents.
+        extent), then the first extent of ``prefer`` (a subset of the free
+        space: recently freed blocks) that holds the rest whole, then the
+        first free extent that does, then the largest extents.  Raises
+        ``NoSpaceError`` (nothing allocated) when fewer than ``need`` blocks
+        are free.  O(n) in free extents.
         """
         if need > self.free_blocks:
             raise NoSpaceError(f"no space: {need} blocks needed, {self.free_blocks} free")
@@ -433,6 +466,13 @@ class _Allocator:
             self._take(hint, n)
             out.append((hint, n))
             total -= n
+        if total and prefer is not None:
+            for s, n in prefer.extents():
+                if n >= total:
+                    self.remove(s, total)
+                    out.append((s, total))
+                    total = 0
+                    break
         if total:
             for s in self._starts:
                 if self._len[s] >= total:
@@ -877,23 +917,33 @@ class BlockFS(FileSystem):
     a damaged superblock or journal; ``LockError`` if this device object is
     already mounted in this process.
 
+    Discard: freed blocks (deleted files, trimmed preallocation) are queued
+    and discarded in batches: when the queue exceeds ``discard_batch`` bytes
+    (default: half the data area, at most 256 MiB), on ``trim()`` and on
+    ``close()``.  Allocation reuses queued blocks first, and a reused block
+    is never discarded (a discard of a sparse image file would punch a hole
+    that the next write must fill again).
+
     The caller keeps ownership of the device: ``close`` does not close it.
     Thread safe: one lock guards metadata and the write path; device reads
     happen outside it.
     """
 
     def __init__(self, device: BlockDevice, create: bool = False, *,
-                 journal_blocks: Optional[int] = None) -> None:
+                 journal_blocks: Optional[int] = None, discard_batch: Optional[int] = None) -> None:
         if not isinstance(device, BlockDevice):
             raise ArgumentTypeError(f"device must be a blockdev.BlockDevice, got {type(device).__name__}")
         if not isinstance(create, bool):
             raise ArgumentTypeError(f"create must be a bool, got {type(create).__name__}")
         if journal_blocks is not None:
             check_int(journal_blocks, "journal_blocks", MIN_JOURNAL_BLOCKS)
+        if discard_batch is not None:
+            check_int(discard_batch, "discard_batch")
         self.device = device
         self.name = f"blockfs:{device.name}"
         self._mu = threading.RLock()
         self._closed = True
+        self._discard_batch_arg = discard_batch
         self._register()
         try:
             if create and not self._has_magic():
@@ -906,19 +956,24 @@ class BlockFS(FileSystem):
 
     # -- construction -------------------------------------------------------
     @classmethod
-    def format(cls, device: BlockDevice, *, journal_blocks: Optional[int] = None) -> "BlockFS":
+    def format(cls, device: BlockDevice, *, journal_blocks: Optional[int] = None,
+               discard_batch: Optional[int] = None) -> "BlockFS":
         """Write an empty BlockFS over ``device`` (destroying its contents)
         and mount it.  ``journal_blocks`` sizes each journal area (default:
-        1/64 of the device, at least 16 blocks, at most 32 MiB)."""
+        1/64 of the device, at least 16 blocks, at most 32 MiB);
+        ``discard_batch`` as for the constructor."""
         if not isinstance(device, BlockDevice):
             raise ArgumentTypeError(f"device must be a blockdev.BlockDevice, got {type(device).__name__}")
         if journal_blocks is not None:
             check_int(journal_blocks, "journal_blocks", MIN_JOURNAL_BLOCKS)
+        if discard_batch is not None:
+            check_int(discard_batch, "discard_batch")
         self = cls.__new__(cls)
         self.device = device
         self.name = f"blockfs:{device.name}"
         self._mu = threading.RLock()
         self._closed = True
+        self._discard_batch_arg = discard_batch
         self._register()
         try:
             self._format(journal_blocks)
@@ -1020,6 +1075,10 @@ class BlockFS(FileSystem):
         if cursor < sb.data_end_block:
             alloc.free(cursor, sb.data_end_block - cursor)
         self._alloc = alloc
+        self._to_discard = _Allocator(first, sb.data_end_block)  # freed, not yet discarded
+        batch = self._discard_batch_arg
+        self._discard_batch = batch if batch is not None else min(_DISCARD_BATCH_MAX,
+                                                                   sb.data_blocks * bs // 2)
         self._names = names
         self._inodes = inodes
         self._orphans: dict[int, _Inode] = {}  # unlinked inodes with open handles
@@ -1107,11 +1166,33 @@ class BlockFS(FileSystem):
         self._free_now(frees)
 
     def _free_now(self, runs: list[tuple[int, int]]) -> None:
-        bs = self._bs
+        """Free blocks now and queue their discard.  Discards are issued in
+        batches (``trim``): freed blocks that a new file reuses before then
+        are never discarded, which spares a device like a sparse image file
+        from unmapping and remapping them."""
         for start, n in runs:
             self._alloc.free(start, n)
+            self._to_discard.free(start, n)
+        if self._to_discard.free_blocks * self._bs >= self._discard_batch:
+            self._trim()
+
+    def _trim(self) -> int:
+        bs = self._bs
+        runs = self._to_discard.extents()
+        done = 0
         for start, n in runs:
             self.device.discard(start * bs, n * bs)
+            self._to_discard.remove(start, n)
+            done += n * bs
+        return done
+
+    def trim(self) -> int:
+        """Issue the queued discards of freed blocks now (like ``fstrim``);
+        returns the bytes discarded.  Also done by ``close`` and whenever
+        the queue exceeds ``discard_batch`` bytes."""
+        with self._mu:
+            self._check_open()
+            return self._trim()
 
     def _release(self, runs: list[tuple[int, int]]) -> None:
         """Free blocks, waiting for the queued records (which may be what
@@ -1141,9 +1222,13 @@ class BlockFS(FileSystem):
     # -- write path -------------------------------------------------------
     def _write_blocks(self, node: _Inode, first_lbn: int, data: BytesLike) -> None:
         bs = self._bs
+        runs = node.slice(first_lbn, first_lbn + len(data) // bs)
+        if len(runs) == 1 and isinstance(data, bytes):
+            self.device.write(runs[0][0] * bs, data)  # no copy of the caller's bytes
+            return
         view = memoryview(data)
         pos = 0
-        for start, n in node.slice(first_lbn, first_lbn + len(view) // bs):
+        for start, n in runs:
             self.device.write(start * bs, view[pos:pos + n * bs])
             pos += n * bs
 
@@ -1158,12 +1243,17 @@ class BlockFS(FileSystem):
         if need > 0:
             chunk = min(max(node.nblocks, _CHUNK_MIN_BYTES // bs), max(1, _CHUNK_MAX_BYTES // bs))
             hint = node.extents[-1][0] + node.extents[-1][1] if node.extents else None
-            for start, n in self._alloc.allocate(max(need, chunk), need, hint):
+            queue = self._to_discard if self._to_discard.free_blocks else None
+            for start, n in self._alloc.allocate(max(need, chunk), need, hint, queue):
+                if queue is not None:
+                    queue.remove(start, n)  # rewritten soon: no discard needed
                 node.add_extent(start, n)
         tail = node.tail if node.tail is not None else bytearray()
         buf: BytesLike = bytes(tail) + bytes(view) if tail else view
         full = len(buf) // bs * bs
-        if full:
+        if not tail and full == length and isinstance(data, bytes):
+            self._write_blocks(node, node.size // bs, data)  # aligned: write the caller's bytes
+        elif full:
             self._write_blocks(node, node.size // bs, memoryview(buf)[:full])
         node.tail = bytearray(memoryview(buf)[full:])
         node.tail_dirty = bool(node.tail)
@@ -1341,6 +1431,7 @@ class BlockFS(FileSystem):
                 for node in live:
                     self._log_extend(node)
                 self._commit()
+                self._trim()
             finally:
                 self._closed = True
                 self._unregister()
@@ -1396,8 +1487,15 @@ class BlockFS(FileSystem):
                 problems.append(f"{sb.data_blocks - covered} data blocks are neither used nor free")
             try:
                 self._alloc._check()
+                self._to_discard._check()
             except AssertionError as exc:
                 problems.append(f"allocator: {exc}")
+            free_set = _Allocator(self._alloc.first, self._alloc.end)
+            for s0, n0 in self._alloc.extents():
+                free_set.free(s0, n0)
+            for s0, n0 in self._to_discard.extents():
+                if free_set.remove(s0, n0) != n0:
+                    problems.append(f"blocks [{s0}, {s0 + n0}) queued for discard but not free")
             for name, ino in self._names.items():
                 if self._inodes.get(ino) is None or self._inodes[ino].name != name:
                     problems.append(f"name {name!r} points to a missing inode {ino}")

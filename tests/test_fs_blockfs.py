@@ -444,7 +444,9 @@ def test_full_device_nospace_and_still_usable() -> None:
     w2.close()
     discards = dev.counters["discards"]
     fs.delete("big")
-    assert dev.counters["discards"] > discards  # freed extents are discarded
+    fs.trim()  # freed extents are discarded (here the batch limit already did)
+    assert dev.counters["discards"] > discards
+    assert fs.trim() == 0
     write_file(fs, "again", b"a" * 200000)
     assert read_all(fs, "again") == b"a" * 200000
     report = fs.check()
@@ -637,3 +639,45 @@ def test_golden_bytes_of_docs_format() -> None:
     assert block == 6 and dev.read(block * 4096, 4096)[:16] == data
     w.close()
     fs.close()
+
+
+def test_discard_batches_and_reuse() -> None:
+    dev = FaultyDevice(MemoryDevice(4 << 20, name="trim"))
+    fs = BlockFS.format(dev, discard_batch=1 << 20)
+    write_file(fs, "a", b"a" * 300_000)
+    blocks_a = set()
+    for s, n in fs._inodes[fs._names["a"]].extents:
+        blocks_a.update(range(s, s + n))
+    d0 = dev.counters["discards"]
+    fs.delete("a")
+    assert dev.counters["discards"] == d0  # queued, below the batch size
+    write_file(fs, "b", b"b" * 100_000)  # reuses the freed blocks first
+    blocks_b = set()
+    for s, n in fs._inodes[fs._names["b"]].extents:
+        blocks_b.update(range(s, s + n))
+    assert blocks_b <= blocks_a
+    fs.check()
+    queued = fs._to_discard.free_blocks
+    assert queued and not (set(range(0, 10 ** 4)) & blocks_b & {
+        b for s, n in fs._to_discard.extents() for b in range(s, s + n)})
+    write_file(fs, "c", b"c" * 1_500_000)
+    fs.delete("c")  # the queue passes 1 MiB: discarded now
+    assert dev.counters["discards"] > d0
+    assert fs._to_discard.free_blocks == 0
+    fs.delete("b")
+    fs.close()  # close trims the rest
+    assert dev.read(0, 4096)  # device still usable by the caller
+    fs = BlockFS.mount(dev)
+    assert fs.check().free_blocks == fs.superblock.data_blocks
+    fs.close()
+
+
+def test_allocator_remove() -> None:
+    a = _Allocator(0, 100)
+    a.free(10, 20)
+    a.free(50, 10)
+    assert a.remove(15, 40) == 15 + 5
+    assert a.extents() == [(10, 5), (55, 5)]
+    a._check()
+    assert a.remove(0, 100) == 10
+    assert a.extents() == [] and a.free_blocks == 0
