@@ -535,6 +535,8 @@ class SuperDisk(BlockDevice):
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=io_threads, thread_name_prefix="superdisk-io")
         self._dwriter = _CsumWriter(self, dev, self._fail_durable)
+        self._dirty_cbs: set = set()
+        self._dirty_cbs_lock = threading.Lock()
         self._cwriter: Optional[_CsumWriter] = None
         self._load_bitmap()
         self._table = array("Q", bytes(8 * lay.nblocks))
@@ -717,7 +719,10 @@ class SuperDisk(BlockDevice):
         # damaged checksum blocks on durable: take the cache's copy when the cache is fully in sync
         for idx in self._bad_cblocks:
             fixed = False
-            if cache is not None and self._cursor >= lay.nblocks:
+            e = lay.entries_per_csum_block
+            lo, hi = idx * e, min((idx + 1) * e, lay.nblocks)
+            clean = not any(self._bitmap.is_dirty(r) for r in self._bitmap.regions_for(lo, hi - lo))
+            if cache is not None and self._cursor >= lay.nblocks and clean:
                 try:
                     data = cache.dev.read(lay.csum_offset + idx * self.block_size, self.block_size)
                     arr = self._decode_cblock(data, idx)
@@ -1102,22 +1107,23 @@ class SuperDisk(BlockDevice):
                 self._bitmap.persisted(blk, data)
 
     def _run_legs(self, durable_ops: List[Callable[[], None]], cache_ops: List[Callable[[], None]]) -> None:
-        """Run durable ops on the pool and cache ops inline, in parallel; durable
-        errors → DurableLegError; cache errors eject the cache."""
-        futs = [self._executor.submit(op) for op in durable_ops]
+        """Run cache ops on the pool and durable ops inline (the durable leg is
+        the slow one: no thread hand-off on the critical path), in parallel;
+        durable errors → DurableLegError; cache errors eject the cache."""
+        futs = [self._executor.submit(op) for op in cache_ops]
         first_exc: Optional[BaseException] = None
         cache_exc: Optional[BaseException] = None
-        for op in cache_ops:
+        for op in durable_ops:
             try:
                 op()
             except StorageIOError as exc:
-                cache_exc = exc
+                first_exc = exc
                 break
         for f in futs:
             try:
                 f.result()
             except StorageIOError as exc:
-                first_exc = first_exc or exc
+                cache_exc = cache_exc or exc
         if cache_exc is not None:
             self._fail_cache_locked(f"write failed: {cache_exc}")
         if first_exc is not None:
@@ -1149,7 +1155,10 @@ class SuperDisk(BlockDevice):
 
     def _issue(self, b0: int, n: int, data: Optional[bytes]) -> None:
         """Write data (or discard when ``data`` is None) on both legs at once
-        and start the checksum block writes (which the next flush waits for).
+        and mark the checksum blocks dirty.  Checksum blocks are persisted
+        lazily: the region's bitmap bit is durable, so after a crash the
+        region is re-checksummed from durable; they must be on disk only
+        before the bit is cleared (``_lazy_clear``) or at close.
         Requires: stripe locks held, table already updated."""
         bs = self.block_size
         doff = self._layout.data_offset + b0 * bs
@@ -1161,10 +1170,8 @@ class SuperDisk(BlockDevice):
             return lambda: dev.discard(doff, n * bs)
 
         cache = self._cache_dev()
-        cw = self._cache_writer()
-        self._dwriter.kick(cbs)
-        if cw is not None:
-            cw.kick(cbs)
+        with self._dirty_cbs_lock:
+            self._dirty_cbs.update(cbs)
         self._run_legs([op(self._durable.dev)], [op(cache)] if cache is not None else [])
 
     def _flush(self) -> None:
@@ -1197,10 +1204,43 @@ class SuperDisk(BlockDevice):
         return (self._cache is not None and not self._cache_failed and end <= self._cursor
                 and r not in self._stale)
 
+    def _persist_csums(self, cbs: Optional[Sequence[int]] = None) -> None:
+        """Write the dirty checksum blocks (all, or those in ``cbs``) to both
+        legs and wait for them (not flushed)."""
+        with self._dirty_cbs_lock:
+            if cbs is None:
+                take = sorted(self._dirty_cbs)
+                self._dirty_cbs.clear()
+            else:
+                take = sorted(self._dirty_cbs.intersection(cbs))
+                self._dirty_cbs.difference_update(take)
+        cw = self._cache_writer()
+        if take:
+            self._dwriter.kick(take)
+            if cw is not None:
+                cw.kick(take)
+        if cw is not None:
+            cw.barrier()
+        err = self._dwriter.barrier()
+        if err is not None:
+            self._fail_durable(err)
+            raise DurableLegError(f"checksum write to the durable leg of {self.name} failed: {err}",
+                                  self.name) from err
+
     def _lazy_clear(self, flushed_seq: int, delay: float) -> None:
         regions = self._bitmap.clearable(flushed_seq, self._clock(), delay, self._region_in_sync)
         if not regions:
             return
+        lay = self._layout
+        cbs = sorted({c for r in regions
+                      for c in self._cbs_of(r * lay.region_blocks,
+                                            min(lay.region_blocks, lay.nblocks - r * lay.region_blocks))})
+        with self._dirty_cbs_lock:
+            need = bool(self._dirty_cbs.intersection(cbs))
+        if need:
+            # the checksums of a region must be durable before its bit may clear
+            self._persist_csums(cbs)
+            self._flush_legs()
         with self._bitmap_io_lock:
             blocks = self._bitmap.clear(regions)
             try:
@@ -1471,6 +1511,8 @@ class SuperDisk(BlockDevice):
         e = lay.entries_per_csum_block
         res = {k: 0 for k in ("blocks_checked", "durable_bad", "cache_bad", "mismatches", "repaired",
                               "unrecoverable", "csum_blocks_bad")}
+        if self._durable_failed is None:
+            self._persist_csums()
         for c in range(lay.csum_blocks):
             lo, hi = c * e, min((c + 1) * e, lay.nblocks)
             ids = self._stripe_ids(lo, 1)
@@ -1628,6 +1670,7 @@ class SuperDisk(BlockDevice):
             try:
                 with self._seq_lock:
                     seq = self._write_seq
+                self._persist_csums()
                 self._flush_legs()
                 self._lazy_clear(seq, 0.0)
                 self._durable.dev.flush()

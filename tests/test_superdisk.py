@@ -70,6 +70,7 @@ def assert_legs_identical(sd, d, c):
     """Every block with content has the same bytes on both legs, and the
     checksum areas are identical."""
     lay = sd._layout
+    sd._persist_csums()
     for b in range(lay.nblocks):
         if sd._table[b]:
             assert data_block(sd, d, b) == data_block(sd, c, b), f"block {b} differs"
