@@ -115,7 +115,7 @@ def run_superdisk_bench(size_mib: int = 32, ops: int = 4000, threads: int = 8, s
     net = EmulatedDevice(MemoryDevice(lay.leg_size, name="net"), NETWORK_DISK, seed=seed + 1)
     ssd = EmulatedDevice(MemoryDevice(lay.leg_size, name="ssd"), LOCAL_SSD, seed=seed + 2)
     sd = SuperDisk.open(durable=net, cache=None, create=True, size=size, region_size=region_mib * MiB,
-                        background_rebuild=False, rebuild_rate=None, io_threads=max(8, 2 * threads))
+                        background_rebuild=False, rebuild_rate=None, io_threads=max(16, 4 * threads))
     _prefill(sd, size, seed)          # data lands on durable only
     sd.add_cache(ssd)                 # blank cache: a full rebuild
     t0 = time.perf_counter()
