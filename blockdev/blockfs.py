@@ -919,10 +919,12 @@ class BlockFS(FileSystem):
 
     Discard: freed blocks (deleted files, trimmed preallocation) are queued
     and discarded in batches: when the queue exceeds ``discard_batch`` bytes
-    (default: half the data area, at most 256 MiB), on ``trim()`` and on
-    ``close()``.  Allocation reuses queued blocks first, and a reused block
-    is never discarded (a discard of a sparse image file would punch a hole
-    that the next write must fill again).
+    (default: half the data area, at most 256 MiB) and on ``trim()``.
+    Allocation reuses queued blocks first, and a reused block is never
+    discarded (a discard of a sparse image file would punch a hole that the
+    next write must fill again).  The queue lives in memory only: blocks
+    still queued at ``close`` or a crash are simply not discarded (discard
+    is a hint).
 
     The caller keeps ownership of the device: ``close`` does not close it.
     Thread safe: one lock guards metadata and the write path; device reads
@@ -1188,8 +1190,8 @@ class BlockFS(FileSystem):
 
     def trim(self) -> int:
         """Issue the queued discards of freed blocks now (like ``fstrim``);
-        returns the bytes discarded.  Also done by ``close`` and whenever
-        the queue exceeds ``discard_batch`` bytes."""
+        returns the bytes discarded.  Also done whenever the queue exceeds
+        ``discard_batch`` bytes."""
         with self._mu:
             self._check_open()
             return self._trim()
@@ -1431,7 +1433,6 @@ class BlockFS(FileSystem):
                 for node in live:
                     self._log_extend(node)
                 self._commit()
-                self._trim()
             finally:
                 self._closed = True
                 self._unregister()
