@@ -1,6 +1,6 @@
 """File-layer benchmark: BlockFS on a FileDevice vs PosixFS.
 
-Run: ``python -m bench.fs_bench [--mib 64] [--repeat 3] [--dir DIR] [--json]``
+Run: ``python -m bench.fs_bench [--mib 64] [--repeat 7] [--dir DIR] [--json]``
 
 Workloads (each on both file systems, median of ``--repeat`` runs):
 
@@ -138,7 +138,7 @@ def run(mib: int, repeat: int, base: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.fs_bench", description=__doc__.splitlines()[0])
     ap.add_argument("--mib", type=int, default=64, help="MiB written per run (default 64)")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per workload; the median is reported")
+    ap.add_argument("--repeat", type=int, default=7, help="runs per workload; the median is reported")
     ap.add_argument("--dir", default=None, help="host directory to run in (default: a temp dir)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
