@@ -49,6 +49,7 @@ from blockdev.errors import (
     CorruptionError,
     Error,
     InvalidArgumentError,
+    NotFoundError,
     StorageIOError,
 )
 from blockdev.fs import (
@@ -295,7 +296,7 @@ class CrashFS(FileSystem):
         with self._mu:
             t = self._track(name)
             if t is None:
-                raise InvalidArgumentError(f"no such file: {name}")
+                raise NotFoundError(f"no such file: {name} in {self.name}")
             return t.synced if t.durable else 0
 
     # -- FileSystem ---------------------------------------------------------

@@ -41,6 +41,7 @@ File names: ``str``, 1 to 255 UTF-8 bytes, no ``/`` and no NUL, not ``.`` or
 from __future__ import annotations
 
 import abc
+import contextlib
 import errno
 import fcntl
 import os
@@ -343,11 +344,10 @@ class _PosixWritable(WritableFile):
                     done += os.pwrite(fd, view[done:], self._size + done)
             except OSError as exc:
                 if done:
-                    # Keep the file exactly at its previous size on failure.
-                    try:
+                    # Keep the file exactly at its previous size on failure;
+                    # the append error below is the one to report.
+                    with contextlib.suppress(OSError):
                         os.ftruncate(fd, self._size)
-                    except OSError:
-                        pass  # the append error below is the one to report
                 raise _os_error(exc, "append", self._path) from exc
             self._size += total
 
