@@ -395,6 +395,25 @@ class FaultyBlockFSMachine(FileLayerMachine):
 TestCrashPosix = CrashPosixMachine.TestCase
 TestCrashPosix.settings = SM_SETTINGS
 TestCrashBlockFS = CrashBlockFSMachine.TestCase
-TestCrashBlockFS.settings = SM_SETTINGS
+TestCrashBlockFS.settings = settings(SM_SETTINGS, max_examples=50)
 TestFaultyBlockFS = FaultyBlockFSMachine.TestCase
-TestFaultyBlockFS.settings = settings(SM_SETTINGS, max_examples=40)
+TestFaultyBlockFS.settings = settings(SM_SETTINGS, max_examples=80)
+
+
+# Long soaks of the same machines (opt in with -m slow).
+_SLOW = settings(max_examples=1500, stateful_step_count=60, deadline=None,
+                 suppress_health_check=list(HealthCheck))
+
+
+class SlowCrashBlockFSMachine(FileLayerMachine):
+    kind = "crash-blockfs"
+
+
+class SlowFaultyBlockFSMachine(FileLayerMachine):
+    kind = "blockfs-faulty"
+
+
+TestSlowCrashBlockFS = pytest.mark.slow(SlowCrashBlockFSMachine.TestCase)
+TestSlowCrashBlockFS.settings = _SLOW
+TestSlowFaultyBlockFS = pytest.mark.slow(SlowFaultyBlockFSMachine.TestCase)
+TestSlowFaultyBlockFS.settings = _SLOW
