@@ -1491,12 +1491,13 @@ class BlockFS(FileSystem):
                 self._to_discard._check()
             except AssertionError as exc:
                 problems.append(f"allocator: {exc}")
-            free_set = _Allocator(self._alloc.first, self._alloc.end)
-            for s0, n0 in self._alloc.extents():
-                free_set.free(s0, n0)
-            for s0, n0 in self._to_discard.extents():
-                if free_set.remove(s0, n0) != n0:
-                    problems.append(f"blocks [{s0}, {s0 + n0}) queued for discard but not free")
+            if not problems:
+                free_set = _Allocator(self._alloc.first, self._alloc.end)
+                for s0, n0 in self._alloc.extents():
+                    free_set.free(s0, n0)
+                for s0, n0 in self._to_discard.extents():
+                    if free_set.remove(s0, n0) != n0:
+                        problems.append(f"blocks [{s0}, {s0 + n0}) queued for discard but not free")
             for name, ino in self._names.items():
                 if self._inodes.get(ino) is None or self._inodes[ino].name != name:
                     problems.append(f"name {name!r} points to a missing inode {ino}")

@@ -683,3 +683,18 @@ def test_allocator_remove() -> None:
     a._check()
     assert a.remove(0, 100) == 10
     assert a.extents() == [] and a.free_blocks == 0
+
+
+def test_check_catches_bad_discard_queue_and_free_list_overlap() -> None:
+    fs = BlockFS.format(MemoryDevice(1 << 20))
+    write_file(fs, "a", b"a" * 5000)
+    s, _ = fs._inodes[fs._names["a"]].extents[0]
+    fs._to_discard.free(s, 1)  # a used block queued for discard
+    with pytest.raises(CorruptionError, match="queued for discard but not free"):
+        fs.check()
+    fs._to_discard.remove(s, 1)
+    fs.check()
+    fs._alloc.free_blocks += 1  # a wrong count
+    with pytest.raises(CorruptionError, match="allocator"):
+        fs.check()
+    fs._abandon()
