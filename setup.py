@@ -1,6 +1,7 @@
-"""Build script: the C core is compiled by cffi (out-of-line API mode).
+"""Build script: the C core is the CPython extension ``lsm._lsm_c``.
 
-``pip install`` builds ``lsm._lsm_c`` from ``native/``.  When no C compiler
+``pip install`` builds ``lsm._lsm_c`` from ``native/`` (native/build.py
+describes it).  When no C compiler
 is available the build of that one extension is skipped with a single
 warning and the package runs on its pure-Python twins (see lsm/_native.py).
 """
@@ -38,7 +39,14 @@ class OptionalBuildExt(build_ext):
             f"({exc}); it will run on the pure-Python twins.\n")
 
 
+def _native_extension():  # type: ignore[no-untyped-def]
+    import runpy
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    return runpy.run_path(os.path.join(here, "native", "build.py"))["extension"]()
+
+
 setup(
-    cffi_modules=["native/build.py:ffibuilder"],
+    ext_modules=[_native_extension()],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -85,9 +85,10 @@ from blockdev.errors import ArgumentTypeError, CorruptionError, InvalidArgumentE
 __all__ = [
     "checksum", "encode_varint", "decode_varint32", "decode_varint64",
     "block_encode", "block_decode", "block_seek",
-    "bloom_build", "bloom_may_contain", "merge",
+    "block_get", "bloom_build", "bloom_may_contain", "merge",
+    "log_encode_record", "batch_encode_single",
     "CMP_BYTEWISE", "CMP_INTERNAL", "MERGE_READ", "MERGE_COMPACT",
-    "ERRORS", "MAX_SEQUENCE",
+    "ERRORS", "MAX_SEQUENCE", "LOG_BLOCK_SIZE", "LOG_HEADER_SIZE",
 ]
 
 CMP_BYTEWISE = 0   # plain bytewise key order
@@ -97,6 +98,8 @@ MERGE_COMPACT = 1
 MAX_SEQUENCE = (1 << 56) - 1
 MAX_BITS_PER_KEY = 1000
 MAX_RESTART_INTERVAL = 1 << 30
+LOG_BLOCK_SIZE = 32768  # do not change: on-disk (lsm/wal.py BLOCK_SIZE)
+LOG_HEADER_SIZE = 7     # do not change: on-disk (lsm/wal.py HEADER_SIZE)
 
 _M64 = 0xFFFFFFFFFFFFFFFF
 _U32 = struct.Struct("<I")
@@ -183,6 +186,60 @@ def check_int(obj: Any, name: str, lo: int, hi: int) -> int:
     if obj < lo or obj > hi:
         raise InvalidArgumentError(f"{name} must be in [{lo}, {hi}], got {obj}")
     return obj
+
+
+def check_bytes_arg(obj: Any, name: str) -> bytes:
+    """Validate a ``bytes`` argument (subclasses allowed, no other buffers)."""
+    if not isinstance(obj, bytes):
+        raise ArgumentTypeError(f"{name} must be bytes, not {type(obj).__name__}")
+    return obj
+
+
+def check_seek_args(block: Any, target: Any, cmp: Any) -> bytes:
+    """Validate ``block_seek``'s arguments in order; return ``block`` as bytes."""
+    block = check_buffer(block, "block")
+    check_bytes_arg(target, "target")
+    check_int(cmp, "cmp", CMP_BYTEWISE, CMP_INTERNAL)
+    if cmp == CMP_INTERNAL and len(target) < 8:
+        raise InvalidArgumentError("an internal-key target must be at least 8 bytes")
+    return block
+
+
+def check_block_get_args(block: Any, user_key: Any, read_seq: Any) -> bytes:
+    """Validate ``block_get``'s arguments in order; return ``block`` as bytes."""
+    block = check_buffer(block, "block")
+    check_bytes_arg(user_key, "user_key")
+    check_int(read_seq, "read_seq", 0, MAX_SEQUENCE)
+    return block
+
+
+def check_bloom_build_args(keys: Any, bits_per_key: Any) -> None:
+    """Validate ``bloom_build``'s arguments in order."""
+    check_bytes_list(keys, "keys")
+    check_int(bits_per_key, "bits_per_key", 1, MAX_BITS_PER_KEY)
+
+
+def check_log_args(payload: Any, block_offset: Any) -> bytes:
+    """Validate ``log_encode_record``'s arguments; return ``payload`` as bytes."""
+    payload = check_buffer(payload, "payload")
+    check_int(block_offset, "block_offset", 0, LOG_BLOCK_SIZE - 1)
+    return payload
+
+
+def check_batch_single_args(sequence: Any, kind: Any, key: Any, value: Any) -> None:
+    """Validate ``batch_encode_single``'s arguments, in this order."""
+    check_int(sequence, "sequence", 0, MAX_SEQUENCE)
+    check_int(kind, "kind", 0, 2)
+    check_bytes_arg(key, "key")
+    check_bytes_arg(value, "value")
+    if len(key) > 0xFFFFFFFF:
+        raise InvalidArgumentError("key is longer than 2**32-1 bytes")
+    if len(value) > 0xFFFFFFFF:
+        raise InvalidArgumentError("value is longer than 2**32-1 bytes")
+    if kind == 0 and value:
+        raise InvalidArgumentError("a tombstone (kind 0) has no value")
+    if kind == 2 and not key < value:
+        raise InvalidArgumentError("a range tombstone (kind 2) needs start < end")
 
 
 def check_bytes_list(seq: Any, name: str) -> None:
@@ -563,12 +620,12 @@ def block_seek(block: bytes, target: bytes, cmp: int) -> Optional[tuple[int, byt
     ``len(target) >= 8``.  Binary search over the restart points, then a
     linear scan: O(log(restarts) + restart_interval) entries decoded.
     """
-    block = check_buffer(block, "block")
-    if not isinstance(target, bytes):
-        raise ArgumentTypeError(f"target must be bytes, not {type(target).__name__}")
-    check_int(cmp, "cmp", CMP_BYTEWISE, CMP_INTERNAL)
-    if cmp == CMP_INTERNAL and len(target) < 8:
-        raise InvalidArgumentError("an internal-key target must be at least 8 bytes")
+    block = check_seek_args(block, target, cmp)
+    return _seek(block, target, cmp)
+
+
+def _seek(block: bytes, target: bytes, cmp: int) -> Optional[tuple[int, bytes, bytes]]:
+    """``block_seek`` on validated arguments."""
     data_end, restarts = _parse_trailer(block)
     nr = len(restarts)
     if data_end == 0:
@@ -596,6 +653,28 @@ def block_seek(block: bytes, target: bytes, cmp: int) -> Optional[tuple[int, byt
         if not _less(key, target, cmp, p):
             return base + i, key, value
     return None
+
+
+def block_get(block: bytes, user_key: bytes, read_seq: int) -> Optional[tuple[int, int, bytes]]:
+    """Point lookup in a data block of internal keys: the first entry at or
+    after the lookup key ``user_key + pack("<Q", read_seq << 8 | 0xFF)``
+    (internal order), as ``(seq, kind, value)`` if its user key is
+    ``user_key``, else None (also None when every key sorts before the lookup
+    key: a caller that must tell the two apart calls ``block_seek``).
+
+    Requires: a bytes-like block, bytes ``user_key``, ``0 <= read_seq <=
+    2**56-1``.  Errors exactly as ``block_seek(block, lookup_key,
+    CMP_INTERNAL)``.  O(log(restarts) + restart_interval).
+    """
+    block = check_block_get_args(block, user_key, read_seq)
+    r = _seek(block, user_key + _U64.pack((read_seq << 8) | 0xFF), CMP_INTERNAL)
+    if r is None:
+        return None
+    key = r[1]
+    if key[:-8] != user_key:
+        return None
+    (t,) = _U64.unpack_from(key, len(key) - 8)
+    return t >> 8, t & 0xFF, r[2]
 
 
 def _scan(block: bytes, p: int, rj: int, restarts: tuple[int, ...], data_end: int, stop: int):
@@ -642,8 +721,7 @@ def bloom_build(keys: Sequence[bytes], bits_per_key: int) -> bytes:
     Requires: a list of bytes; ``1 <= bits_per_key <= 1000``.
     O(len(keys) * k + total key bytes).
     """
-    check_bytes_list(keys, "keys")
-    check_int(bits_per_key, "bits_per_key", 1, MAX_BITS_PER_KEY)
+    check_bloom_build_args(keys, bits_per_key)
     nbytes, k = bloom_size(len(keys), bits_per_key)
     nbits = nbytes * 8
     bits = bytearray(nbytes + 1)
@@ -668,8 +746,7 @@ def bloom_may_contain(filter: bytes, key: bytes) -> bool:
     -> ``CorruptionError`` at 0.  O(k + len(key)).
     """
     filter = check_buffer(filter, "filter")
-    if not isinstance(key, bytes):
-        raise ArgumentTypeError(f"key must be bytes, not {type(key).__name__}")
+    check_bytes_arg(key, "key")
     n = len(filter)
     if n < 2:
         raise corruption(ERR_BLOOM_TOO_SHORT, 0)
@@ -824,3 +901,62 @@ def merge(runs: Sequence[tuple[Sequence[bytes], Sequence[bytes]]], read_seq: int
     out_keys = [runs[r][0][i] for r, i in chosen]
     out_values = [runs[r][1][i] for r, i in chosen]
     return out_keys, out_values
+
+
+# --------------------------------------------------------------------------
+# WAL records and single-record write batches
+
+_LOG_HEADER = struct.Struct("<IHB")
+_LOG_ZEROS = bytes(LOG_HEADER_SIZE)
+_BATCH_HEADER = struct.Struct("<QI")
+
+
+def log_encode_record(payload: bytes, block_offset: int) -> bytes:
+    """The bytes ``lsm.wal.LogWriter.add_record(payload)`` appends when the
+    log's size modulo 32 KiB is ``block_offset``: zero padding when fewer than
+    7 bytes are left in the block, then FULL or FIRST MIDDLE* LAST fragments,
+    each ``checksum u32 LE | length u16 LE | type u8 | payload``, checksum =
+    low 32 bits of XXH64(fragment payload, seed=type).
+
+    Requires: bytes-like payload; ``0 <= block_offset < 32768``.
+    O(len(payload)).
+    """
+    payload = check_log_args(payload, block_offset)
+    out: list[bytes] = []
+    n = len(payload)
+    pos = 0
+    off = block_offset
+    while True:
+        leftover = LOG_BLOCK_SIZE - off
+        if leftover < LOG_HEADER_SIZE:
+            out.append(_LOG_ZEROS[:leftover])
+            off = 0
+            leftover = LOG_BLOCK_SIZE
+        frag_len = min(n - pos, leftover - LOG_HEADER_SIZE)
+        end = pos + frag_len == n
+        ftype = (1 if end else 2) if pos == 0 else (4 if end else 3)
+        frag = payload[pos:pos + frag_len]
+        out.append(_LOG_HEADER.pack(_xxh64(frag, ftype) & 0xFFFFFFFF, frag_len, ftype))
+        out.append(frag)
+        off += LOG_HEADER_SIZE + frag_len
+        pos += frag_len
+        if end:
+            return b"".join(out)
+
+
+def batch_encode_single(sequence: int, kind: int, key: bytes, value: bytes) -> bytes:
+    """The encoding of a write batch holding one record (lsm/batch.py
+    layout): ``sequence u64 LE | count=1 u32 LE | kind u8 | varint32 klen |
+    key [| varint32 vlen | value]`` (the value part for kinds 1 and 2 only).
+
+    Requires: ``0 <= sequence <= 2**56-1``; ``kind`` 0 (tombstone, ``value``
+    must be ``b""``), 1 (value) or 2 (range tombstone ``[key, value)``, ``key
+    < value``); bytes key and value shorter than 2**32.  O(len(key) +
+    len(value)).
+    """
+    check_batch_single_args(sequence, kind, key, value)
+    parts = [_BATCH_HEADER.pack(sequence, 1), bytes((kind,)), _encode_small(len(key)), key]
+    if kind:
+        parts.append(_encode_small(len(value)))
+        parts.append(value)
+    return b"".join(parts)

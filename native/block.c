@@ -62,46 +62,45 @@ static size_t put_varint(uint8_t *o, uint32_t v)
     return n;
 }
 
-int lsm_block_encode(const char *keys, size_t keys_len, const uint64_t *key_lens,
-                     const char *values, size_t values_len, const uint64_t *value_lens,
-                     size_t n, uint32_t restart_interval,
-                     char *out, size_t cap, size_t *out_len)
+int lsm_block_encode_v(const char *const *keys, const size_t *key_lens,
+                       const char *const *values, const size_t *value_lens,
+                       size_t n, uint32_t restart_interval,
+                       char *out, size_t cap, size_t *out_len)
 {
-    const uint8_t *kp = (const uint8_t *)keys;
-    const uint8_t *vp = (const uint8_t *)values;
     uint8_t *o = (uint8_t *)out;
     const uint8_t *prev = NULL;
-    size_t prev_len = 0, koff = 0, voff = 0, p = 0, i, nr = 0, j;
-    uint32_t *restarts;
+    size_t prev_len = 0, p = 0, i, nr = 0, j;
+    uint32_t small[64], *restarts = small;
     size_t max_restarts;
 
     if (restart_interval == 0)
         return LSM_ERR_TOO_LARGE;
     max_restarts = n ? (n + restart_interval - 1) / restart_interval : 1;
-    /* every length must fit the buffers, and the whole block the capacity */
+    /* every length must fit a u32, and the whole block the capacity */
     {
         size_t ks = 0, vs = 0;
         for (i = 0; i < n; i++) {
             if (key_lens[i] > 0xFFFFFFFFu || value_lens[i] > 0xFFFFFFFFu)
                 return LSM_ERR_TOO_LARGE;
-            ks += (size_t)key_lens[i];
-            vs += (size_t)value_lens[i];
-            if (ks > keys_len || vs > values_len)
-                return LSM_ERR_TOO_LARGE;
+            ks += key_lens[i];
+            vs += value_lens[i];
         }
         if (cap < lsm_block_encode_bound(n, ks, vs, restart_interval))
             return LSM_ERR_TOO_LARGE;
     }
-    restarts = (uint32_t *)malloc(max_restarts * sizeof(uint32_t));
-    if (restarts == NULL)
-        return LSM_ERR_NO_MEMORY;
+    if (max_restarts > sizeof small / sizeof small[0]) {
+        restarts = (uint32_t *)malloc(max_restarts * sizeof(uint32_t));
+        if (restarts == NULL)
+            return LSM_ERR_NO_MEMORY;
+    }
     for (i = 0; i < n; i++) {
-        const uint8_t *key = kp + koff;
-        size_t klen = (size_t)key_lens[i], vlen = (size_t)value_lens[i];
+        const uint8_t *key = (const uint8_t *)keys[i];
+        size_t klen = key_lens[i], vlen = value_lens[i];
         size_t shared = 0;
         if (i % restart_interval == 0) {
             if (p > 0xFFFFFFFFu) {
-                free(restarts);
+                if (restarts != small)
+                    free(restarts);
                 return LSM_ERR_TOO_LARGE;
             }
             restarts[nr++] = (uint32_t)p;
@@ -110,17 +109,23 @@ int lsm_block_encode(const char *keys, size_t keys_len, const uint64_t *key_lens
             while (shared < limit && prev[shared] == key[shared])
                 shared++;
         }
-        p += put_varint(o + p, (uint32_t)shared);
-        p += put_varint(o + p, (uint32_t)(klen - shared));
-        p += put_varint(o + p, (uint32_t)vlen);
+        if (shared < 0x80 && klen - shared < 0x80 && vlen < 0x80) {
+            o[p] = (uint8_t)shared;
+            o[p + 1] = (uint8_t)(klen - shared);
+            o[p + 2] = (uint8_t)vlen;
+            p += 3;
+        } else {
+            p += put_varint(o + p, (uint32_t)shared);
+            p += put_varint(o + p, (uint32_t)(klen - shared));
+            p += put_varint(o + p, (uint32_t)vlen);
+        }
         memcpy(o + p, key + shared, klen - shared);
         p += klen - shared;
-        memcpy(o + p, vp + voff, vlen);
+        if (vlen)
+            memcpy(o + p, values[i], vlen);
         p += vlen;
         prev = key;
         prev_len = klen;
-        koff += klen;
-        voff += vlen;
     }
     if (nr == 0)
         restarts[nr++] = 0;
@@ -130,141 +135,48 @@ int lsm_block_encode(const char *keys, size_t keys_len, const uint64_t *key_lens
     }
     lsm_wr32(o + p, (uint32_t)nr);
     p += 4;
-    free(restarts);
+    if (restarts != small)
+        free(restarts);
     *out_len = p;
     return 0;
 }
 
+int lsm_block_encode(const char *keys, size_t keys_len, const uint64_t *key_lens,
+                     const char *values, size_t values_len, const uint64_t *value_lens,
+                     size_t n, uint32_t restart_interval,
+                     char *out, size_t cap, size_t *out_len)
+{
+    const char **kp, **vp;
+    size_t *kl, *vl, i, ko = 0, vo = 0;
+    int rc = LSM_ERR_TOO_LARGE;
+
+    kp = (const char **)malloc((n ? n : 1) * 2 * sizeof(char *));
+    kl = (size_t *)malloc((n ? n : 1) * 2 * sizeof(size_t));
+    if (kp == NULL || kl == NULL) {
+        free(kp);
+        free(kl);
+        return LSM_ERR_NO_MEMORY;
+    }
+    vp = kp + n;
+    vl = kl + n;
+    for (i = 0; i < n; i++) {
+        if (key_lens[i] > keys_len - ko || value_lens[i] > values_len - vo)
+            goto done;
+        kp[i] = keys + ko;
+        kl[i] = (size_t)key_lens[i];
+        vp[i] = values + vo;
+        vl[i] = (size_t)value_lens[i];
+        ko += kl[i];
+        vo += vl[i];
+    }
+    rc = lsm_block_encode_v(kp, kl, vp, vl, n, restart_interval, out, cap, out_len);
+done:
+    free(kp);
+    free(kl);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- decode */
-
-typedef struct {
-    const uint8_t *b;
-    size_t len;
-    size_t data_end;
-    size_t nr;
-} block_t;
-
-static inline size_t restart_at(const block_t *bk, size_t j)
-{
-    return lsm_rd32(bk->b + bk->data_end + 4 * j);
-}
-
-/* Validation steps 1-4. */
-static int parse_trailer(block_t *bk, const uint8_t *b, size_t len, size_t *err)
-{
-    size_t nr, data_end, j, prev = 0;
-    bk->b = b;
-    bk->len = len;
-    if (len < 4) {
-        *err = 0;
-        return LSM_ERR_BLOCK_TOO_SHORT;
-    }
-    nr = lsm_rd32(b + len - 4);
-    if (nr == 0) {
-        *err = len - 4;
-        return LSM_ERR_BLOCK_NO_RESTARTS;
-    }
-    if (nr > (len - 4) / 4) {
-        *err = len - 4;
-        return LSM_ERR_BLOCK_RESTARTS_OVERRUN;
-    }
-    data_end = len - 4 - 4 * nr;
-    bk->data_end = data_end;
-    bk->nr = nr;
-    if (restart_at(bk, 0) != 0) {
-        *err = data_end;
-        return LSM_ERR_BLOCK_BAD_RESTART;
-    }
-    for (j = 1; j < nr; j++) {
-        size_t r = restart_at(bk, j);
-        if (r <= prev || r >= data_end) {
-            *err = data_end + 4 * j;
-            return LSM_ERR_BLOCK_BAD_RESTART;
-        }
-        prev = r;
-    }
-    return 0;
-}
-
-/* One entry of a scan, with the step-5 checks. */
-typedef struct {
-    size_t p;            /* offset of the next entry */
-    size_t rj;           /* index of the next restart not yet reached */
-    size_t next_restart; /* its offset, or SIZE_MAX */
-    size_t prev_len;     /* length of the previous full key */
-} scan_t;
-
-typedef struct {
-    size_t start, shared, unshared, key_at, value_at, value_end;
-} entry_t;
-
-static inline void scan_init(const block_t *bk, scan_t *s, size_t rj)
-{
-    s->rj = rj;
-    s->p = restart_at(bk, rj);
-    s->next_restart = s->p;
-    s->prev_len = 0;
-}
-
-static inline int scan_next(const block_t *bk, scan_t *s, entry_t *e, size_t *err)
-{
-    const uint8_t *b = bk->b;
-    size_t data_end = bk->data_end;
-    size_t p = s->p;
-    uint32_t shared, unshared, vlen;
-    int rc;
-
-    e->start = p;
-    if (p < data_end && b[p] < 0x80) {
-        shared = b[p++];
-    } else {
-        *err = p;
-        if ((rc = lsm_dv32(b, &p, data_end, &shared)) != 0)
-            return rc;
-    }
-    if (p < data_end && b[p] < 0x80) {
-        unshared = b[p++];
-    } else {
-        *err = p;
-        if ((rc = lsm_dv32(b, &p, data_end, &unshared)) != 0)
-            return rc;
-    }
-    if (p < data_end && b[p] < 0x80) {
-        vlen = b[p++];
-    } else {
-        *err = p;
-        if ((rc = lsm_dv32(b, &p, data_end, &vlen)) != 0)
-            return rc;
-    }
-    if (e->start == s->next_restart) {
-        if (shared != 0) {
-            *err = e->start;
-            return LSM_ERR_BLOCK_RESTART_SHARED;
-        }
-        s->rj++;
-        s->next_restart = s->rj < bk->nr ? restart_at(bk, s->rj) : SIZE_MAX;
-    }
-    if (shared > s->prev_len) {
-        *err = e->start;
-        return LSM_ERR_BLOCK_SHARED_TOO_LONG;
-    }
-    e->shared = shared;
-    e->unshared = unshared;
-    e->key_at = p;
-    e->value_at = p + (size_t)unshared;
-    e->value_end = e->value_at + (size_t)vlen;
-    if (e->value_end > data_end) {
-        *err = e->start;
-        return LSM_ERR_BLOCK_ENTRY_OVERRUN;
-    }
-    if (s->next_restart < e->value_end) {
-        *err = data_end + 4 * s->rj;
-        return LSM_ERR_BLOCK_RESTART_MISALIGNED;
-    }
-    s->prev_len = (size_t)shared + (size_t)unshared;
-    s->p = e->value_end;
-    return 0;
-}
 
 /* Write v in decimal followed by 's'; returns the length (at most 21). */
 static size_t put_count(char *o, size_t v)

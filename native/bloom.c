@@ -22,13 +22,25 @@ int lsm_bloom_k(uint32_t bits_per_key)
     return (int)k;
 }
 
+void lsm_bloom_add(char *filter, size_t nbytes, int k, const char *key, size_t key_len)
+{
+    uint8_t *bits = (uint8_t *)filter;
+    uint64_t nbits = (uint64_t)nbytes * 8;
+    uint64_t h = lsm_xxh64_u8((const uint8_t *)key, key_len, 0);
+    uint64_t delta = (h >> 17) | (h << 47);
+    int j;
+    for (j = 0; j < k; j++) {
+        uint64_t pos = h % nbits;
+        bits[pos >> 3] |= (uint8_t)(1u << (pos & 7));
+        h += delta;
+    }
+}
+
 int lsm_bloom_build(const char *keys, size_t keys_len, const uint64_t *key_lens, size_t n,
                     uint32_t bits_per_key, char *out)
 {
-    const uint8_t *kp = (const uint8_t *)keys;
     uint8_t *bits = (uint8_t *)out;
     size_t nbytes = lsm_bloom_nbytes(n, bits_per_key);
-    uint64_t nbits = (uint64_t)nbytes * 8;
     int k = lsm_bloom_k(bits_per_key);
     size_t i, off = 0;
 
@@ -40,14 +52,7 @@ int lsm_bloom_build(const char *keys, size_t keys_len, const uint64_t *key_lens,
     memset(bits, 0, nbytes);
     off = 0;
     for (i = 0; i < n; i++) {
-        uint64_t h = lsm_xxh64_u8(kp + off, (size_t)key_lens[i], 0);
-        uint64_t delta = (h >> 17) | (h << 47);
-        int j;
-        for (j = 0; j < k; j++) {
-            uint64_t pos = h % nbits;
-            bits[pos >> 3] |= (uint8_t)(1u << (pos & 7));
-            h += delta;
-        }
+        lsm_bloom_add(out, nbytes, k, keys + off, (size_t)key_lens[i]);
         off += (size_t)key_lens[i];
     }
     bits[nbytes] = (uint8_t)k;

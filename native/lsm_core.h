@@ -1,9 +1,9 @@
 /*
  * lsm_core.h - the native core of superdisk-lsm: public C API.
  *
- * Leaf functions over plain buffers, called from Python through cffi (API
- * mode, module lsm._lsm_c, built by native/build.py).  cffi releases the GIL
- * around every call; none of these functions touches Python objects.
+ * Leaf functions over plain buffers; none of them touches Python objects, so
+ * the Python binding (native/pymod.c, module lsm._lsm_c, built by
+ * native/build.py) may call them with the GIL released.
  *
  * Contract: identical results to the pure-Python twins in lsm/_twins.py,
  * which document the formats (data block, bloom filter, varints, XXH64) and
@@ -46,8 +46,6 @@
 #define LSM_ERR_NO_MEMORY               (-90)
 #define LSM_ERR_TOO_LARGE               (-91)
 
-/* CDEF BEGIN: everything up to CDEF END is also fed to cffi's cdef(). */
-
 /* XXH64 of data[0..len) with seed; equals xxhash.xxh64_intdigest. */
 uint64_t lsm_xxh64(const char *data, size_t len, uint64_t seed);
 
@@ -65,6 +63,13 @@ int lsm_decode_varint64(const char *buf, size_t len, size_t offset, uint64_t *ou
 /* Upper bound of the size of the block lsm_block_encode builds. */
 size_t lsm_block_encode_bound(size_t n, size_t key_bytes, size_t value_bytes,
                               uint32_t restart_interval);
+
+/* Encode n entries given as arrays of pointers and lengths (same results
+ * and codes as lsm_block_encode below, which takes concatenated buffers). */
+int lsm_block_encode_v(const char *const *keys, const size_t *key_lens,
+                       const char *const *values, const size_t *value_lens,
+                       size_t n, uint32_t restart_interval,
+                       char *out, size_t cap, size_t *out_len);
 
 /* Encode n entries.  0 and *out_len on success; LSM_ERR_TOO_LARGE when
  * cap is too small, a length does not fit, or the block exceeds 4 GiB;
@@ -101,6 +106,9 @@ int lsm_bloom_k(uint32_t bits_per_key);
 int lsm_bloom_build(const char *keys, size_t keys_len, const uint64_t *key_lens,
                     size_t n, uint32_t bits_per_key, char *out);
 
+/* Set the k probe bits of key in filter[0..nbytes) (the bit array). */
+void lsm_bloom_add(char *filter, size_t nbytes, int k, const char *key, size_t key_len);
+
 /* 1 may contain, 0 certainly not, LSM_ERR_BLOOM_TOO_SHORT (offset 0). */
 int lsm_bloom_may_contain(const char *filter, size_t len, const char *key, size_t key_len);
 
@@ -115,6 +123,24 @@ int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
                   uint64_t read_seq, const uint64_t *snapshots, size_t nsnapshots,
                   int mode, int bottom, uint64_t *out, size_t *err);
 
-/* CDEF END */
+/* lsm_merge over arrays of pointers and lengths (entry g is keys[g] /
+ * values[g]); same results and codes. */
+int64_t lsm_merge_v(size_t nruns, const uint64_t *run_starts,
+                    const char *const *keys, const size_t *key_lens,
+                    const char *const *values, const size_t *value_lens,
+                    uint64_t read_seq, const uint64_t *snapshots, size_t nsnapshots,
+                    int mode, int bottom, uint64_t *out, size_t *err);
+
+/* WAL record (log.c): room needed for the record of an n-byte payload, and
+ * the encoder (writes the padding and fragments that lsm/wal.py's
+ * LogWriter appends at block_offset within a block; returns the length). */
+size_t lsm_log_encode_bound(size_t n);
+size_t lsm_log_encode(const char *payload, size_t n, size_t block_offset, char *out);
+
+/* One-record write batch (log.c) into out (room for 23 + key_len +
+ * value_len bytes); returns the length.  Requires kind 0..2, lengths <
+ * 2**32; the value is written only for kinds 1 and 2. */
+size_t lsm_batch_encode_single(uint64_t sequence, int kind, const char *key, size_t key_len,
+                               const char *value, size_t value_len, char *out);
 
 #endif

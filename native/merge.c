@@ -22,21 +22,20 @@ typedef struct {
 } tomb_t;
 
 typedef struct {
-    const uint8_t *keys, *vals;
-    const uint64_t *klen, *vlen;
-    size_t *koff, *voff;
+    const uint8_t *const *keys, *const *vals;
+    const size_t *klen, *vlen;
     size_t *cur, *stop, *heap;
     size_t heap_n;
 } merge_t;
 
 static inline const uint8_t *key_of(const merge_t *m, size_t g)
 {
-    return m->keys + m->koff[g];
+    return m->keys[g];
 }
 
 static inline uint64_t trailer_of(const merge_t *m, size_t g)
 {
-    return lsm_rd64(m->keys + m->koff[g] + m->klen[g] - 8);
+    return lsm_rd64(m->keys[g] + m->klen[g] - 8);
 }
 
 /* heap order: internal key, then run index */
@@ -111,14 +110,14 @@ static int grow(void **p, size_t *cap, size_t need, size_t item)
     return 0;
 }
 
-int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
-                  const char *keys, size_t keys_len, const uint64_t *key_lens,
-                  const char *values, size_t values_len, const uint64_t *value_lens,
-                  uint64_t read_seq, const uint64_t *snapshots, size_t nsnapshots,
-                  int mode, int bottom, uint64_t *out, size_t *err)
+int64_t lsm_merge_v(size_t nruns, const uint64_t *run_starts,
+                    const char *const *keys, const size_t *key_lens,
+                    const char *const *values, const size_t *value_lens,
+                    uint64_t read_seq, const uint64_t *snapshots, size_t nsnapshots,
+                    int mode, int bottom, uint64_t *out, size_t *err)
 {
     merge_t m;
-    size_t total, r, g, ko = 0, vo = 0, n_out = 0;
+    size_t total, r, g, n_out = 0;
     size_t *grp = NULL, grp_cap = 0;
     uint8_t *keep = NULL;
     size_t keep_cap = 0;
@@ -139,29 +138,17 @@ int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
         return 0;
 
     memset(&m, 0, sizeof m);
-    m.keys = (const uint8_t *)keys;
-    m.vals = (const uint8_t *)values;
+    m.keys = (const uint8_t *const *)keys;
+    m.vals = (const uint8_t *const *)values;
     m.klen = key_lens;
     m.vlen = value_lens;
-    m.koff = (size_t *)malloc(total * sizeof(size_t));
-    m.voff = (size_t *)malloc(total * sizeof(size_t));
-    m.cur = (size_t *)malloc(nruns * sizeof(size_t));
-    m.stop = (size_t *)malloc(nruns * sizeof(size_t));
-    m.heap = (size_t *)malloc(nruns * sizeof(size_t));
-    if (!m.koff || !m.voff || !m.cur || !m.stop || !m.heap) {
+    m.cur = (size_t *)malloc(3 * nruns * sizeof(size_t));
+    if (!m.cur) {
         rc = LSM_ERR_NO_MEMORY;
         goto done;
     }
-    for (g = 0; g < total; g++) {
-        if (key_lens[g] > keys_len - ko || value_lens[g] > values_len - vo) {
-            rc = LSM_ERR_TOO_LARGE;
-            goto done;
-        }
-        m.koff[g] = ko;
-        m.voff[g] = vo;
-        ko += (size_t)key_lens[g];
-        vo += (size_t)value_lens[g];
-    }
+    m.stop = m.cur + nruns;
+    m.heap = m.stop + nruns;
 
     /* validation: run by run, entry by entry: length, kind, order */
     for (r = 0; r < nruns; r++) {
@@ -230,10 +217,10 @@ int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
                 unsigned kind = (unsigned)(t & 0xFF);
                 if (kind == 2) {
                     if (seq <= read_seq &&
-                        lsm_cmp_bytes(m.vals + m.voff[gi], (size_t)value_lens[gi], u, u_len) > 0) {
+                        lsm_cmp_bytes(m.vals[gi], (size_t)value_lens[gi], u, u_len) > 0) {
                         if ((rc = grow((void **)&act, &act_cap, act_n + 1, sizeof(tomb_t))) != 0)
                             goto done;
-                        act[act_n].end = m.vals + m.voff[gi];
+                        act[act_n].end = m.vals[gi];
                         act[act_n].end_len = (size_t)value_lens[gi];
                         act[act_n].seq = seq;
                         act[act_n].stripe = 0;
@@ -268,10 +255,10 @@ int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
             keep[i] = 1;
             if ((t & 0xFF) == 2) {
                 size_t st = stripe_of(snapshots, nsnapshots, seq);
-                if (lsm_cmp_bytes(m.vals + m.voff[gi], (size_t)value_lens[gi], u, u_len) > 0) {
+                if (lsm_cmp_bytes(m.vals[gi], (size_t)value_lens[gi], u, u_len) > 0) {
                     if ((rc = grow((void **)&act, &act_cap, act_n + 1, sizeof(tomb_t))) != 0)
                         goto done;
-                    act[act_n].end = m.vals + m.voff[gi];
+                    act[act_n].end = m.vals[gi];
                     act[act_n].end_len = (size_t)value_lens[gi];
                     act[act_n].seq = seq;
                     act[act_n].stripe = st;
@@ -320,13 +307,51 @@ int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
     rc = (int64_t)n_out;
 
 done:
-    free(m.koff);
-    free(m.voff);
     free(m.cur);
-    free(m.stop);
-    free(m.heap);
     free(grp);
     free(keep);
     free(act);
+    return rc;
+}
+
+int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
+                  const char *keys, size_t keys_len, const uint64_t *key_lens,
+                  const char *values, size_t values_len, const uint64_t *value_lens,
+                  uint64_t read_seq, const uint64_t *snapshots, size_t nsnapshots,
+                  int mode, int bottom, uint64_t *out, size_t *err)
+{
+    size_t total, g, ko = 0, vo = 0;
+    const char **kp;
+    size_t *kl;
+    int64_t rc;
+
+    err[0] = err[1] = 0;
+    if (nruns == 0)
+        return 0;
+    total = (size_t)run_starts[nruns];
+    kp = (const char **)malloc((total ? total : 1) * 2 * sizeof(char *));
+    kl = (size_t *)malloc((total ? total : 1) * 2 * sizeof(size_t));
+    if (kp == NULL || kl == NULL) {
+        free(kp);
+        free(kl);
+        return LSM_ERR_NO_MEMORY;
+    }
+    for (g = 0; g < total; g++) {
+        if (key_lens[g] > keys_len - ko || value_lens[g] > values_len - vo) {
+            free(kp);
+            free(kl);
+            return LSM_ERR_TOO_LARGE;
+        }
+        kp[g] = keys + ko;
+        kl[g] = (size_t)key_lens[g];
+        kp[total + g] = values + vo;
+        kl[total + g] = (size_t)value_lens[g];
+        ko += kl[g];
+        vo += kl[total + g];
+    }
+    rc = lsm_merge_v(nruns, run_starts, kp, kl, kp + total, kl + total, read_seq, snapshots,
+                     nsnapshots, mode, bottom, out, err);
+    free(kp);
+    free(kl);
     return rc;
 }

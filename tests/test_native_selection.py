@@ -15,7 +15,8 @@ from native_support import C, needs_c
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUNCTIONS = ["checksum", "encode_varint", "decode_varint32", "decode_varint64", "block_encode",
-             "block_decode", "block_seek", "bloom_build", "bloom_may_contain", "merge"]
+             "block_decode", "block_seek", "block_get", "bloom_build", "bloom_may_contain",
+             "merge", "log_encode_record", "batch_encode_single"]
 CONSTANTS = ["CMP_BYTEWISE", "CMP_INTERNAL", "MERGE_READ", "MERGE_COMPACT"]
 
 # Hides lsm._lsm_c, as on a machine where it could not be compiled.
@@ -89,4 +90,30 @@ def test_module_exports_everything() -> None:
 @needs_c
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_signatures_identical(name: str) -> None:
-    assert inspect.signature(getattr(C, name)) == inspect.signature(getattr(_twins, name))
+    """Same parameter names, kinds and defaults (the C builtins carry no
+    annotations)."""
+    def shape(fn):  # type: ignore[no-untyped-def]
+        return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+    assert shape(getattr(C, name)) == shape(getattr(_twins, name))
+
+
+def test_function_list_matches_native_module() -> None:
+    assert tuple(FUNCTIONS) == _native.FUNCTIONS
+
+
+@needs_c
+def test_keyword_arguments_and_call_errors() -> None:
+    assert C.checksum(data=b"ab", seed=3) == _twins.checksum(data=b"ab", seed=3)
+    assert C.merge(runs=[], read_seq=0, bottom=True) == ([], [])
+    assert C.decode_varint32(b"\x05", offset=0) == (5, 1)
+    for bad in [lambda: C.checksum(), lambda: C.checksum(b"", 0, 1),
+                lambda: C.checksum(b"", sede=1), lambda: C.checksum(b"", 0, seed=1)]:
+        with pytest.raises(TypeError):
+            bad()
+
+
+def test_stale_extension_is_refused() -> None:
+    """An extension lacking a function (an old build) is reported, not used."""
+    import types
+    with pytest.raises(ImportError, match="stale build"):
+        _native._make_c_api(types.SimpleNamespace(checksum=_twins.checksum))
