@@ -8,7 +8,11 @@ only a C99 compiler and the Python headers are needed.  The public C API of
 the leaf functions is ``native/lsm_core.h``.
 
 Run directly (``python native/build.py``) to build in place for
-development; ``pip install -e .`` does the same through setuptools.
+development: the module is compiled in a temporary directory and then
+renamed over ``lsm/_lsm_c*.so``, so processes that have the old one loaded
+keep their (unlinked) copy instead of crashing on a file rewritten under
+them.  ``pip install -e .`` builds through setuptools (it rewrites the file
+in place: stop running tests first).
 """
 
 from __future__ import annotations
@@ -37,9 +41,28 @@ def extension():  # type: ignore[no-untyped-def]
     )
 
 
-if __name__ == "__main__":
+def build_in_place() -> str:
+    """Compile ``lsm._lsm_c`` and atomically replace the one in ``lsm/``;
+    return its path."""
+    import glob
+    import shutil
+    import tempfile
+
     from setuptools import setup
 
     os.chdir(ROOT)
-    setup(name="lsm-native-inplace", ext_modules=[extension()],
-          script_args=["build_ext", "--inplace"])
+    with tempfile.TemporaryDirectory() as tmp:
+        setup(name="lsm-native", ext_modules=[extension()],
+              script_args=["build_ext", "--build-lib", tmp, "--build-temp",
+                           os.path.join(tmp, "obj")])
+        (built,) = glob.glob(os.path.join(tmp, "lsm", "_lsm_c*"))
+        dest = os.path.join(ROOT, "lsm", os.path.basename(built))
+        staged = dest + ".new"
+        shutil.copyfile(built, staged)
+        os.chmod(staged, 0o755)
+        os.replace(staged, dest)
+    return dest
+
+
+if __name__ == "__main__":
+    print(build_in_place())

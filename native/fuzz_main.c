@@ -5,7 +5,8 @@
  * Every input lives in a heap buffer of exactly its size, so any read past
  * the end is reported.  Inputs: random bytes, and valid blocks (built by
  * lsm_block_encode) with random damage.  Merge: random runs whose keys are
- * random bytes, half of them sorted.
+ * random bytes, half of them sorted.  Log records and batches: random
+ * payloads at random block offsets into buffers of exactly the bound.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,29 @@ static void fuzz_merge(void)
     }
 }
 
+static void fuzz_records(void)
+{
+    /* sizes around the block edges, at offsets around the block end */
+    size_t sizes[] = {0, 1, 6, 7, 100, 32761, 32762, 32768, 70000};
+    size_t n = sizes[rnd() % 9] + rnd() % 3, off = rnd() % 2 ? rnd() % 32768 : 32768 - rnd() % 9;
+    size_t bound = lsm_log_encode_bound(n), len, kl = rnd() % 300, vl = rnd() % 300;
+    char *p = malloc(n ? n : 1), *o = malloc(bound), *k = malloc(kl ? kl : 1);
+    char *v = malloc(vl ? vl : 1), *b = malloc(23 + kl + vl);
+    memset(p, 'p', n);
+    len = lsm_log_encode(p, n, off % 32768, o);
+    if (len > bound)
+        abort();
+    memset(k, 'k', kl);
+    memset(v, 'v', vl);
+    if (lsm_batch_encode_single(rnd() % 1000, (int)(rnd() % 3), k, kl, v, vl, b) > 23 + kl + vl)
+        abort();
+    free(p);
+    free(o);
+    free(k);
+    free(v);
+    free(b);
+}
+
 int main(int argc, char **argv)
 {
     long iters = argc > 1 ? atol(argv[1]) : 200000;
@@ -135,6 +159,8 @@ int main(int argc, char **argv)
         }
         if (it % 4 == 0)
             fuzz_merge();
+        if (it % 8 == 0)
+            fuzz_records();
     }
     printf("fuzz: %ld iterations, no error\n", iters);
     return 0;

@@ -73,16 +73,13 @@ static size_t put_v32(uint8_t *o, uint32_t v)
     return n;
 }
 
-size_t lsm_batch_encode_single(uint64_t sequence, int kind, const char *key, size_t key_len,
-                               const char *value, size_t value_len, char *out)
+size_t lsm_batch_record(int kind, const char *key, size_t key_len, const char *value,
+                        size_t value_len, char *out)
 {
     uint8_t *o = (uint8_t *)out;
     size_t p;
-    lsm_wr32(o, (uint32_t)sequence);
-    lsm_wr32(o + 4, (uint32_t)(sequence >> 32));
-    lsm_wr32(o + 8, 1);
-    o[12] = (uint8_t)kind;
-    p = 13 + put_v32(o + 13, (uint32_t)key_len);
+    o[0] = (uint8_t)kind;
+    p = 1 + put_v32(o + 1, (uint32_t)key_len);
     if (key_len)
         memcpy(o + p, key, key_len);
     p += key_len;
@@ -93,4 +90,19 @@ size_t lsm_batch_encode_single(uint64_t sequence, int kind, const char *key, siz
         p += value_len;
     }
     return p;
+}
+
+void lsm_batch_header(uint64_t sequence, uint32_t count, char *out)
+{
+    uint8_t *o = (uint8_t *)out;
+    lsm_wr32(o, (uint32_t)sequence);
+    lsm_wr32(o + 4, (uint32_t)(sequence >> 32));
+    lsm_wr32(o + 8, count);
+}
+
+size_t lsm_batch_encode_single(uint64_t sequence, int kind, const char *key, size_t key_len,
+                               const char *value, size_t value_len, char *out)
+{
+    lsm_batch_header(sequence, 1, out);
+    return 12 + lsm_batch_record(kind, key, key_len, value, value_len, out + 12);
 }

@@ -143,4 +143,10 @@ size_t lsm_log_encode(const char *payload, size_t n, size_t block_offset, char *
 size_t lsm_batch_encode_single(uint64_t sequence, int kind, const char *key, size_t key_len,
                                const char *value, size_t value_len, char *out);
 
+/* The parts of a batch: the 12-byte header, and one record (room for 11 +
+ * key_len + value_len bytes; returns its length). */
+void lsm_batch_header(uint64_t sequence, uint32_t count, char *out);
+size_t lsm_batch_record(int kind, const char *key, size_t key_len, const char *value,
+                        size_t value_len, char *out);
+
 #endif

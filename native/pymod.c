@@ -42,7 +42,7 @@
 static PyObject *twins;
 static PyObject *f_check_buffer, *f_check_int, *f_check_bytes_arg, *f_check_block_encode_args,
     *f_check_seek_args, *f_check_block_get_args, *f_check_bloom_build_args, *f_check_merge_args,
-    *f_check_log_args, *f_check_batch_single_args, *f_corruption, *o_invalid_argument,
+    *f_check_log_args, *f_check_batch_single_args, *f_check_batch_args, *f_corruption, *o_invalid_argument,
     *o_too_large_message;
 
 /* ------------------------------------------------------------- helpers */
@@ -994,6 +994,99 @@ static PyObject *py_batch_encode_single(FASTARGS)
     return out;
 }
 
+static inline size_t v32_len(size_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+/* One item of batch_encode passes the fast check: (kind, key, value) with
+ * an exact int kind 0..2, bytes < 4 GiB, no value for kind 0, start < end
+ * for kind 2.  Sets *kind and adds the record's length to *size. */
+static int batch_item_ok(PyObject *item, long *kind, size_t *size)
+{
+    PyObject *k, *key, *val;
+    size_t kl, vl;
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3)
+        return 0;
+    k = PyTuple_GET_ITEM(item, 0);
+    key = PyTuple_GET_ITEM(item, 1);
+    val = PyTuple_GET_ITEM(item, 2);
+    if (!PyLong_CheckExact(k) || !PyBytes_Check(key) || !PyBytes_Check(val))
+        return 0;
+    *kind = PyLong_AsLong(k);
+    if (*kind == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    kl = (size_t)PyBytes_GET_SIZE(key);
+    vl = (size_t)PyBytes_GET_SIZE(val);
+    if (*kind < 0 || *kind > 2 || kl > 0xFFFFFFFFu || vl > 0xFFFFFFFFu || (*kind == 0 && vl))
+        return 0;
+    if (*kind == 2 && lsm_cmp_bytes((const uint8_t *)PyBytes_AS_STRING(key), kl,
+                                    (const uint8_t *)PyBytes_AS_STRING(val), vl) >= 0)
+        return 0;
+    *size += 1 + v32_len(kl) + kl + (*kind ? v32_len(vl) + vl : 0);
+    return 1;
+}
+
+static const char *const N_BATCH[] = {"sequence", "items"};
+
+static PyObject *py_batch_encode(FASTARGS)
+{
+    PyObject *a[2], *out, **it;
+    uint64_t seq = M64;
+    size_t n = 0, i, size = 12, p;
+    long kind;
+    int fast = 0;
+    (void)self;
+    PARSE("batch_encode", N_BATCH, 2, 2, a);
+    if (PyLong_CheckExact(a[0]) && is_seq(a[1])) {
+        seq = PyLong_AsUnsignedLongLong(a[0]);
+        if (seq == M64 && PyErr_Occurred())
+            PyErr_Clear();
+        n = (size_t)Py_SIZE(a[1]);
+        fast = seq <= MAX_SEQ && (n == 0 || seq + n - 1 <= MAX_SEQ) && n <= 0xFFFFFFFFu;
+        it = seq_items(a[1]);
+        for (i = 0; fast && i < n; i++)
+            fast = batch_item_ok(it[i], &kind, &size);
+    }
+    if (!fast) {
+        if (validate(f_check_batch_args, "(OO)", a[0], a[1]) < 0)
+            return NULL;
+        seq = PyLong_AsUnsignedLongLong(a[0]);
+        if (seq == M64 && PyErr_Occurred())
+            return NULL;
+        n = (size_t)Py_SIZE(a[1]);
+        size = 12;
+        it = seq_items(a[1]);
+        for (i = 0; i < n; i++) {
+            size_t kl = (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(it[i], 1));
+            size_t vl = (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(it[i], 2));
+            size += 11 + kl + vl;
+        }
+    }
+    if ((out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size)) == NULL)
+        return NULL;
+    lsm_batch_header(seq, (uint32_t)n, PyBytes_AS_STRING(out));
+    p = 12;
+    it = seq_items(a[1]);
+    for (i = 0; i < n; i++) {
+        PyObject *key = PyTuple_GET_ITEM(it[i], 1), *val = PyTuple_GET_ITEM(it[i], 2);
+        kind = PyLong_AsLong(PyTuple_GET_ITEM(it[i], 0)); /* validated: 0..2 */
+        p += lsm_batch_record((int)kind, PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key),
+                              PyBytes_AS_STRING(val), (size_t)PyBytes_GET_SIZE(val),
+                              PyBytes_AS_STRING(out) + p);
+    }
+    if (p != size)
+        _PyBytes_Resize(&out, (Py_ssize_t)p);
+    return out;
+}
+
 /* -------------------------------------------------------------- module */
 
 #define FN(name, sig, doc)                                                                 \
@@ -1018,6 +1111,7 @@ static PyMethodDef methods[] = {
     FN(log_encode_record, "($module, payload, block_offset)", "The bytes of one WAL record."),
     FN(batch_encode_single, "($module, sequence, kind, key, value)",
        "A write batch of one record."),
+    FN(batch_encode, "($module, sequence, items)", "A write batch of (kind, key, value) items."),
     {NULL, NULL, 0, NULL},
 };
 
@@ -1050,6 +1144,7 @@ PyMODINIT_FUNC PyInit__lsm_c(void)
             get_attr(twins, "check_merge_args", &f_check_merge_args) < 0 ||
             get_attr(twins, "check_log_args", &f_check_log_args) < 0 ||
             get_attr(twins, "check_batch_single_args", &f_check_batch_single_args) < 0 ||
+            get_attr(twins, "check_batch_args", &f_check_batch_args) < 0 ||
             get_attr(twins, "corruption", &f_corruption) < 0 ||
             get_attr(twins, "InvalidArgumentError", &o_invalid_argument) < 0 ||
             get_attr(twins, "TOO_LARGE_MESSAGE", &o_too_large_message) < 0) {
