@@ -4,7 +4,6 @@ PosixFS, BlockFS on a MemoryDevice, and CrashFS wrapping each."""
 from __future__ import annotations
 
 import random
-from typing import Callable
 
 import pytest
 
