@@ -40,7 +40,7 @@ FUNCTIONS = (
     "checksum", "encode_varint", "decode_varint32", "decode_varint64",
     "block_encode", "block_decode", "block_seek", "block_get",
     "bloom_build", "bloom_may_contain", "merge",
-    "log_encode_record", "batch_encode_single", "batch_encode",
+    "log_encode_record", "batch_encode_single", "batch_encode", "user_keys",
 )
 
 __all__ = [
@@ -116,3 +116,4 @@ block_get = _impl.block_get
 log_encode_record = _impl.log_encode_record
 batch_encode_single = _impl.batch_encode_single
 batch_encode = _impl.batch_encode
+user_keys = _impl.user_keys

@@ -86,7 +86,7 @@ __all__ = [
     "checksum", "encode_varint", "decode_varint32", "decode_varint64",
     "block_encode", "block_decode", "block_seek",
     "block_get", "bloom_build", "bloom_may_contain", "merge",
-    "log_encode_record", "batch_encode_single", "batch_encode",
+    "log_encode_record", "batch_encode_single", "batch_encode", "user_keys",
     "CMP_BYTEWISE", "CMP_INTERNAL", "MERGE_READ", "MERGE_COMPACT",
     "ERRORS", "MAX_SEQUENCE", "LOG_BLOCK_SIZE", "LOG_HEADER_SIZE",
 ]
@@ -782,6 +782,25 @@ def bloom_may_contain(filter: bytes, key: bytes) -> bool:
             return False
         h = (h + delta) & M
     return True
+
+
+# --------------------------------------------------------------------------
+# Internal keys
+
+def user_keys(keys: Sequence[bytes]) -> list[bytes]:
+    """The user keys of internal ``keys`` (each without its 8-byte trailer).
+
+    Requires: a list or tuple of bytes.  A key shorter than 8 bytes ->
+    ``CorruptionError("internal key shorter than 8 bytes", offset=its
+    index)``.  O(total key bytes).
+    """
+    check_bytes_list(keys, "keys")
+    out = [k[:-8] for k in keys]
+    if out and min(map(len, keys)) < 8:
+        for i, k in enumerate(keys):
+            if len(k) < 8:
+                raise corruption(ERR_MERGE_SHORT_KEY, i)
+    return out
 
 
 # --------------------------------------------------------------------------

@@ -40,9 +40,10 @@
 
 /* lsm._twins and what the binding uses of it (set at module init) */
 static PyObject *twins;
-static PyObject *f_check_buffer, *f_check_int, *f_check_bytes_arg, *f_check_block_encode_args,
-    *f_check_seek_args, *f_check_block_get_args, *f_check_bloom_build_args, *f_check_merge_args,
-    *f_check_log_args, *f_check_batch_single_args, *f_check_batch_args, *f_corruption, *o_invalid_argument,
+static PyObject *f_check_buffer, *f_check_int, *f_check_bytes_arg, *f_check_bytes_list,
+    *f_check_block_encode_args, *f_check_seek_args, *f_check_block_get_args,
+    *f_check_bloom_build_args, *f_check_merge_args, *f_check_log_args,
+    *f_check_batch_single_args, *f_check_batch_args, *f_corruption, *o_invalid_argument,
     *o_too_large_message;
 
 /* ------------------------------------------------------------- helpers */
@@ -702,6 +703,39 @@ static PyObject *py_bloom_may_contain(FASTARGS)
     return PyBool_FromLong(rc);
 }
 
+/* ----------------------------------------------------------- user keys */
+
+static const char *const N_USER_KEYS[] = {"keys"};
+
+static PyObject *py_user_keys(FASTARGS)
+{
+    PyObject *a[1], *out, **it;
+    Py_ssize_t i, n;
+    (void)self;
+    PARSE("user_keys", N_USER_KEYS, 1, 1, a);
+    if (!is_seq(a[0]) || !all_bytes(a[0])) {
+        if (validate(f_check_bytes_list, "(Os)", a[0], "keys") < 0)
+            return NULL;
+    }
+    n = Py_SIZE(a[0]);
+    it = seq_items(a[0]);
+    for (i = 0; i < n; i++)
+        if (PyBytes_GET_SIZE(it[i]) < 8)
+            return raise_code(LSM_ERR_MERGE_SHORT_KEY, (size_t)i, -1);
+    if ((out = PyList_New(n)) == NULL)
+        return NULL;
+    for (i = 0; i < n; i++) {
+        PyObject *u = PyBytes_FromStringAndSize(PyBytes_AS_STRING(it[i]),
+                                                PyBytes_GET_SIZE(it[i]) - 8);
+        if (u == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, u);
+    }
+    return out;
+}
+
 /* --------------------------------------------------------------- merge */
 
 /* The fast shape check of merge's arguments (no Python calls). */
@@ -1111,6 +1145,7 @@ static PyMethodDef methods[] = {
     FN(log_encode_record, "($module, payload, block_offset)", "The bytes of one WAL record."),
     FN(batch_encode_single, "($module, sequence, kind, key, value)",
        "A write batch of one record."),
+    FN(user_keys, "($module, keys)", "The user keys of internal keys."),
     FN(batch_encode, "($module, sequence, items)", "A write batch of (kind, key, value) items."),
     {NULL, NULL, 0, NULL},
 };
@@ -1137,6 +1172,7 @@ PyMODINIT_FUNC PyInit__lsm_c(void)
         if (get_attr(twins, "check_buffer", &f_check_buffer) < 0 ||
             get_attr(twins, "check_int", &f_check_int) < 0 ||
             get_attr(twins, "check_bytes_arg", &f_check_bytes_arg) < 0 ||
+            get_attr(twins, "check_bytes_list", &f_check_bytes_list) < 0 ||
             get_attr(twins, "check_block_encode_args", &f_check_block_encode_args) < 0 ||
             get_attr(twins, "check_seek_args", &f_check_seek_args) < 0 ||
             get_attr(twins, "check_block_get_args", &f_check_block_get_args) < 0 ||

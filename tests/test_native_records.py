@@ -243,3 +243,26 @@ def test_block_get_bad_arguments_and_big_blocks() -> None:
         uk = keys[i][:-8]
         assert assert_same("block_get", big, uk, 9) == ("ok", (9, 1, b"v" * 100))
         assert assert_same("block_seek", big, keys[i], 1)[1][0] == i
+
+
+# ---- user_keys ---------------------------------------------------------------
+
+@PROPS
+@given(st.lists(st.binary(min_size=8, max_size=30), max_size=30))
+def test_user_keys(keys: list) -> None:
+    for impl in IMPL_OBJS:
+        assert impl.user_keys(keys) == [k[:-8] for k in keys]
+        assert impl.user_keys(tuple(keys)) == [k[:-8] for k in keys]
+
+
+@needs_c
+@PROPS
+@given(st.lists(st.binary(max_size=12), max_size=12))
+def test_user_keys_equivalence_short_keys(keys: list) -> None:
+    assert_same("user_keys", keys)
+
+
+@needs_c
+def test_user_keys_bad_arguments() -> None:
+    for args in [(None,), (b"12345678",), ([b"12345678", "x"],), ([bytearray(8)],)]:
+        assert assert_same("user_keys", *args)[0] == "err"
