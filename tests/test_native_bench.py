@@ -2,7 +2,8 @@
 (pytest-benchmark; nothing about time is asserted).  Disabled by default
 (each body runs once as a smoke test); measure with
 
-    python -m pytest tests/test_native_bench.py --benchmark-enable --benchmark-group-by=func
+    python -m pytest tests/test_native_bench.py --benchmark-enable --benchmark-group-by=func \
+        --benchmark-columns=min,median,rounds --benchmark-sort=name
 
 The numbers are recorded in docs/benchmarks.md, section "Native core".
 """
@@ -81,3 +82,36 @@ def test_bench_merge_read(benchmark, impl) -> None:  # type: ignore[no-untyped-d
 def test_bench_merge_compact(benchmark, impl) -> None:  # type: ignore[no-untyped-def]
     keys, _ = benchmark(impl.merge, MERGE_RUNS, 0, [5000, 15000], impl.MERGE_COMPACT, True)
     assert keys
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bench_block_get(benchmark, impl) -> None:  # type: ignore[no-untyped-def]
+    block = impl.block_encode(BLOCK_KEYS, BLOCK_VALUES, 16)
+    assert benchmark(impl.block_get, block, b"user%08d" % 231, 10**6)[0] == 1231
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bench_user_keys(benchmark, impl) -> None:  # type: ignore[no-untyped-def]
+    assert len(benchmark(impl.user_keys, BLOCK_KEYS)) == 100
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bench_merge_one_run(benchmark, impl) -> None:  # type: ignore[no-untyped-def]
+    keys, _ = benchmark(impl.merge, MERGE_RUNS[:1], 10**6)
+    assert len(keys) == len(MERGE_RUNS[0][0])
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bench_log_encode_record(benchmark, impl) -> None:  # type: ignore[no-untyped-def]
+    assert len(benchmark(impl.log_encode_record, DATA_4K[:130], 1000)) == 137
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bench_batch_encode_single(benchmark, impl) -> None:  # type: ignore[no-untyped-def]
+    assert len(benchmark(impl.batch_encode_single, 12345, 1, b"k" * 16, DATA_4K[:100])) == 131
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_bench_batch_encode_100(benchmark, impl) -> None:  # type: ignore[no-untyped-def]
+    items = [(1, b"%016d" % i, DATA_4K[i:i + 100]) for i in range(100)]
+    assert len(benchmark(impl.batch_encode, 12345, items)) == 12 + 100 * 119
