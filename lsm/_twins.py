@@ -643,8 +643,11 @@ def block_seek(block: bytes, target: bytes, cmp: int) -> Optional[tuple[int, byt
     return _seek(block, target, cmp)
 
 
-def _seek(block: bytes, target: bytes, cmp: int) -> Optional[tuple[int, bytes, bytes]]:
-    """``block_seek`` on validated arguments."""
+def _seek(block: bytes, target: bytes, cmp: int,
+          want_index: bool = True) -> Optional[tuple[int, bytes, bytes]]:
+    """``block_seek`` on validated arguments.  Without ``want_index`` the
+    entries of the first restart interval are not counted (nor checked unless
+    the scan reads them) and the index returned is meaningless."""
     data_end, restarts = _parse_trailer(block)
     nr = len(restarts)
     if data_end == 0:
@@ -663,7 +666,7 @@ def _seek(block: bytes, target: bytes, cmp: int) -> Optional[tuple[int, bytes, b
         else:
             hi = mid - 1
     base = 0
-    if lo > 0:
+    if lo > 0 and want_index:
         count = 0
         for _ in _scan(block, 0, 0, restarts, data_end, restarts[1]):
             count += 1
@@ -682,11 +685,13 @@ def block_get(block: bytes, user_key: bytes, read_seq: int) -> Optional[tuple[in
     key: a caller that must tell the two apart calls ``block_seek``).
 
     Requires: a bytes-like block, bytes ``user_key``, ``0 <= read_seq <=
-    2**56-1``.  Errors exactly as ``block_seek(block, lookup_key,
-    CMP_INTERNAL)``.  O(log(restarts) + restart_interval).
+    2**56-1``.  Errors as ``block_seek(block, lookup_key, CMP_INTERNAL)``,
+    except that the entries before restart 1 are checked only when the
+    scan reads them (no index is computed).  O(log(restarts) +
+    restart_interval).
     """
     block = check_block_get_args(block, user_key, read_seq)
-    r = _seek(block, user_key + _U64.pack((read_seq << 8) | 0xFF), CMP_INTERNAL)
+    r = _seek(block, user_key + _U64.pack((read_seq << 8) | 0xFF), CMP_INTERNAL, False)
     if r is None:
         return None
     key = r[1]

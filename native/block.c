@@ -273,6 +273,12 @@ static inline int key_less(const uint8_t *k, size_t kl, const uint8_t *t, size_t
 int lsm_block_seek(const char *block, size_t len, const char *target, size_t target_len,
                    int cmp, char *keybuf, size_t *info)
 {
+    return lsm_block_seek_ex(block, len, target, target_len, cmp, keybuf, info, 1);
+}
+
+int lsm_block_seek_ex(const char *block, size_t len, const char *target, size_t target_len,
+                      int cmp, char *keybuf, size_t *info, int want_index)
+{
     const uint8_t *t = (const uint8_t *)target;
     uint8_t *kb = (uint8_t *)keybuf;
     block_t bk;
@@ -316,7 +322,7 @@ int lsm_block_seek(const char *block, size_t len, const char *target, size_t tar
         else
             hi = mid - 1;
     }
-    if (lo > 0) {
+    if (lo > 0 && want_index) {
         size_t stop = restart_at(&bk, 1), count = 0;
         scan_init(&bk, &s, 0);
         while (s.p < stop) {

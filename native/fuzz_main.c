@@ -42,6 +42,7 @@ static void run_decoders(const char *data, size_t n)
     lsm_bloom_may_contain(b, n, t, 9);
     lsm_block_seek(b, n, t, 1, 0, kb, info);
     lsm_block_seek(b, n, t, 9, 1, kb, info);
+    lsm_block_seek_ex(b, n, t, 9, 1, kb, info, 0);
     if (lsm_block_decode(b, n, info, NULL, NULL) == 0 && info[0] > 0) {
         size_t size = info[1] + info[3], flen = info[4];
         char *o = malloc(size ? size : 1), *f = malloc(flen + 44);

@@ -97,6 +97,12 @@ int lsm_block_decode(const char *block, size_t len, size_t *info, char *out, cha
 int lsm_block_seek(const char *block, size_t len, const char *target, size_t target_len,
                    int cmp, char *keybuf, size_t *info);
 
+/* lsm_block_seek; with want_index == 0 it skips counting the entries of
+ * the first restart interval (info[0] is then meaningless, and those
+ * entries are not checked unless the scan reads them): block_get. */
+int lsm_block_seek_ex(const char *block, size_t len, const char *target, size_t target_len,
+                      int cmp, char *keybuf, size_t *info, int want_index);
+
 /* Bloom filter: size of the bit array, number of probes. */
 size_t lsm_bloom_nbytes(size_t n, uint32_t bits_per_key);
 int lsm_bloom_k(uint32_t bits_per_key);

@@ -493,7 +493,7 @@ fail:
 /* lsm_block_seek with a key buffer on the stack for blocks up to
  * SEEK_STACK bytes (a key is never longer than its block). */
 static int seek(PyObject *blk, const char *t, size_t tl, int cmp, char *stackbuf, char **kb,
-                size_t *info)
+                size_t *info, int want_index)
 {
     size_t n = (size_t)PyBytes_GET_SIZE(blk);
     *kb = stackbuf;
@@ -504,7 +504,7 @@ static int seek(PyObject *blk, const char *t, size_t tl, int cmp, char *stackbuf
             return SEEK_NOMEM;
         }
     }
-    return lsm_block_seek(PyBytes_AS_STRING(blk), n, t, tl, cmp, *kb, info);
+    return lsm_block_seek_ex(PyBytes_AS_STRING(blk), n, t, tl, cmp, *kb, info, want_index);
 }
 
 static const char *const N_BLOCK_SEEK[] = {"block", "target", "cmp"};
@@ -532,7 +532,7 @@ static PyObject *py_block_seek(FASTARGS)
         cmp = PyLong_AsLong(a[2]); /* validated: 0 or 1 */
     }
     rc = seek(blk, PyBytes_AS_STRING(a[1]), (size_t)PyBytes_GET_SIZE(a[1]), (int)cmp, stackbuf,
-              &kb, info);
+              &kb, info, 1);
     if (rc == SEEK_NOMEM) {
         /* allocation failed, error set */
     } else if (rc < 0) {
@@ -599,7 +599,7 @@ static PyObject *py_block_get(FASTARGS)
         lsm_wr32((uint8_t *)lk + ul, (uint32_t)t);
         lsm_wr32((uint8_t *)lk + ul + 4, (uint32_t)(t >> 32));
     }
-    rc = seek(blk, lk, ul + 8, 1, stackbuf, &kb, info);
+    rc = seek(blk, lk, ul + 8, 1, stackbuf, &kb, info, 0);
     if (rc == SEEK_NOMEM) {
         /* allocation failed, error set */
     } else if (rc < 0) {
