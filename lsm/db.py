@@ -306,7 +306,7 @@ class DB:
             log_number=log_number, last_sequence=self._seq,
             new_files=tuple((0, m) for m in edit_files)))
         self._state = _State(MemTable(), log_number, (), version)
-        self._delete_obsolete()
+        self._delete_obsolete(at_open=True)
 
     def _replay_logs(self, min_log: int) -> tuple[list[Any], int]:
         """Replay every log >= min_log into memtables flushed to new L0 tables."""
@@ -678,29 +678,25 @@ class DB:
         self._delete_obsolete()
         return True
 
-    def _compaction_step(self, manual: Any = None) -> bool:
-        """Run one compaction (picked, or ``manual``).  Returns False if none."""
+    def _compaction_step(self, manual: Callable[[Any], Any] | None = None) -> bool:
+        """Run one compaction: picked by score, or ``manual(version)``.
+        Returns False if there was none to run."""
         from lsm.compaction import pick_compaction, run_compaction
-        from lsm.version import VersionEdit
         with self._compaction_lock:
             version = self._state.version
             if manual is None:
                 c = pick_compaction(version, self._options, self._compact_pointers())
             else:
-                c = manual
+                c = manual(version)   # picked under the lock, from the current version
             if c is None:
                 return False
             t0 = time.monotonic()
+            edit, cstats = run_compaction(
+                c, fs=self._fs, table_cache=self._table_cache, options=self._options,
+                new_file_number=self._alloc_output, snapshots=self._snapshot_seqs())
             if c.trivial_move:
-                moved = c.inputs[0]
-                edit = VersionEdit(
-                    deleted_files=tuple((c.level, f.number) for f in moved),
-                    new_files=tuple((c.output_level, f) for f in moved))
                 self._stats["trivial_moves"] += 1
             else:
-                edit, cstats = run_compaction(
-                    c, fs=self._fs, table_cache=self._table_cache, options=self._options,
-                    new_file_number=self._alloc_output, snapshots=self._snapshot_seqs())
                 self._stats["compactions"] += 1
                 self._stats["compaction_bytes_read"] += cstats.bytes_read
                 self._stats["compaction_bytes_written"] += cstats.bytes_written
@@ -771,15 +767,18 @@ class DB:
                     live.add(f.number)
         return live
 
-    def _delete_obsolete(self) -> None:
+    def _delete_obsolete(self, at_open: bool = False) -> None:
         with self._delete_lock:
+            # list first: a file created after the live set is computed must not
+            # be in the listing (it would look dead)
+            names = self._fs.list()
             with self._mutex:
                 live = self._live_files()
                 st = self._state
                 live_logs = {st.mem_log} | {n for _, n in st.imms}
                 min_log = self._versions.log_number
                 manifest = getattr(self._versions, "manifest_number", None)
-            for name in self._fs.list():
+            for name in names:
                 parsed = filenames.parse_file_name(name)
                 if parsed is None:
                     continue
@@ -794,7 +793,7 @@ class DB:
                 elif kind == filenames.MANIFEST_FILE:
                     dead = manifest is not None and number < manifest
                 elif kind == filenames.TEMP_FILE:
-                    dead = number not in live
+                    dead = at_open   # CURRENT swaps in flight use them while running
                 if dead:
                     try:
                         self._fs.delete(name)
@@ -1005,13 +1004,13 @@ class DB:
         self.flush()
         levels = self._options.num_levels
         for level in range(levels - 1):
-            for _ in range(1000):   # bound: each pass moves files down or stops
+            def pick(version: Any, level: int = level) -> Any:
+                return pick_range_compaction(version, self._options, level, start, stop)
+            for _ in range(10000):   # bound: each pass moves part of the range down
                 self._check_writable()
-                c = pick_range_compaction(self._state.version, self._options, level, start, stop)
-                if c is None:
-                    break
                 try:
-                    self._compaction_step(manual=c)
+                    if not self._compaction_step(manual=pick):
+                        break
                 except BaseException as exc:
                     self._set_bg_error(exc)
                     raise
