@@ -1542,9 +1542,144 @@ def destroy_db(target: Any) -> None:
 
 
 def repair_db(target: Any, **options: Any) -> dict:
-    """Rebuild a DB from the tables and logs that survive: every readable entry of
-    every table (a damaged table contributes the entries before the damage) and of
-    every log is merged into new tables in one sorted run at level 1, under a new
-    MANIFEST.  Returns a report dict.  The DB must not be open."""
-    from lsm.repair import repair
-    return repair(target, **options)
+    """Rebuild the DB at ``target`` from the tables and logs that survive.
+
+    Every readable entry of every table (a damaged table contributes the
+    entries before the damage; the damaged file is renamed ``<name>.corrupt``
+    and kept) and every record of every log (damaged log regions are skipped)
+    is merged -- newest version per key, deletions applied -- into new tables
+    forming one sorted run at level 1, under a new MANIFEST.  Old tables and
+    logs are deleted only after the new MANIFEST is durable, so an interrupted
+    repair can simply be run again.  Returns a report dict.  The DB must not be
+    open (LockError).  Holds every surviving entry in memory: O(DB size).
+    """
+    from lsm import _native
+    from lsm.compaction import build_table
+    from lsm.sstable.reader import TableReader
+    from lsm.version import VersionEdit, VersionSet
+
+    opts = Options.from_kwargs(**options)
+    fs, owns, name = _open_fs(target, False)
+    report: dict[str, Any] = {"db": name, "tables": 0, "corrupt_tables": [], "logs": 0,
+                              "log_damage": [], "entries_in": 0, "entries_out": 0,
+                              "tables_written": 0, "last_sequence": 0}
+    try:
+        lock = fs.lock(filenames.LOCK)
+        try:
+            names = fs.list()
+            parsed = [(filenames.parse_file_name(n), n) for n in names]
+            ours = [(p, n) for p, n in parsed if p is not None]
+            top = max((p[1] for p, _ in ours), default=0)
+            runs: list[tuple[list[bytes], list[bytes]]] = []
+            max_seq = 0
+            old_files: list[str] = []
+            for (kind, number), fname in sorted(ours, key=lambda t: t[0][1]):
+                if kind == filenames.TABLE_FILE:
+                    keys: list[bytes] = []
+                    values: list[bytes] = []
+                    tombs: list[tuple[bytes, bytes, int]] = []
+                    damage = None
+                    f = fs.open(fname)
+                    try:
+                        reader = TableReader(f, fname, verify_checksums=True)
+                        tombs = list(reader.range_tombstones)
+                        for k, v in reader.entries():
+                            keys.append(k)
+                            values.append(v)
+                    except (CorruptionError, UnsupportedFormatError) as exc:
+                        damage = exc
+                    finally:
+                        f.close()
+                    run = [(pk, pv) for pk, pv in zip(keys, values)]
+                    for start, end, tseq in tombs:
+                        run.append((start + struct.pack("<Q", (tseq << 8) | KIND_RANGE_TOMBSTONE),
+                                    end))
+                    from lsm.dbformat import internal_sort_key
+                    run.sort(key=lambda kv: internal_sort_key(kv[0]))
+                    if run:
+                        runs.append(([k for k, _ in run], [v for _, v in run]))
+                        max_seq = max(max_seq, max(
+                            int.from_bytes(k[-8:], "little") >> 8 for k, _ in run))
+                    report["tables"] += 1
+                    report["entries_in"] += len(run)
+                    if damage is not None:
+                        report["corrupt_tables"].append({"file": fname, "error": str(damage),
+                                                         "salvaged_entries": len(run)})
+                        fs.rename(fname, fname + ".corrupt")
+                    else:
+                        old_files.append(fname)
+                elif kind == filenames.LOG_FILE:
+                    mem = MemTable()
+
+                    def reporter(dropped: int, reason: str, _f: str = fname) -> None:
+                        report["log_damage"].append({"file": _f, "dropped_bytes": dropped,
+                                                     "reason": reason})
+                    f = fs.open(fname)
+                    try:
+                        lr = LogReader(f, fname, paranoid=False, reporter=reporter)
+                        for record in lr:
+                            try:
+                                seq, items = WriteBatch.decode(record, fname,
+                                                               lr.last_record_offset)
+                            except CorruptionError as exc:
+                                reporter(len(record), str(exc))
+                                continue
+                            if items:
+                                try:
+                                    mem.add_batch(seq, items)
+                                except InvalidArgumentError as exc:   # a replayed duplicate
+                                    reporter(len(record), str(exc))
+                                    continue
+                                max_seq = max(max_seq, seq + len(items) - 1)
+                    finally:
+                        f.close()
+                    keys, values = mem.run()
+                    if keys:
+                        runs.append((keys, values))
+                    report["logs"] += 1
+                    report["entries_in"] += len(keys)
+                    old_files.append(fname)
+                elif kind in (filenames.MANIFEST_FILE, filenames.TEMP_FILE):
+                    old_files.append(fname)
+            merged_keys, merged_values = _native.merge(runs, MAX_SEQUENCE, [],
+                                                       _native.MERGE_COMPACT, True)
+            counter = [top]
+
+            def alloc() -> int:
+                counter[0] += 1
+                return counter[0]
+            new_files = []
+            target_size = opts.target_file_size_base
+            i = 0
+            n = len(merged_keys)
+            while i < n:
+                j, size = i, 0
+                while j < n and size < target_size:
+                    size += len(merged_keys[j]) + len(merged_values[j])
+                    j += 1
+                meta = build_table(fs, alloc(), zip(merged_keys[i:j], merged_values[i:j]), (),
+                                   opts)
+                if meta is not None:
+                    new_files.append((1, meta))
+                i = j
+            report["entries_out"] = n
+            report["tables_written"] = len(new_files)
+            report["last_sequence"] = max_seq
+            if fs.exists(filenames.CURRENT):
+                fs.delete(filenames.CURRENT)
+            vs = VersionSet(fs, opts)
+            vs.create_new()
+            vs.mark_file_number_used(counter[0])
+            vs.log_and_apply(VersionEdit(last_sequence=max_seq, new_files=tuple(new_files)))
+            keep = vs.manifest_name
+            vs.close()
+            for fname in old_files:
+                if fname != keep and fs.exists(fname):
+                    fs.delete(fname)
+            fs.sync_dir()
+        finally:
+            lock.release()
+    finally:
+        if owns:
+            fs.close()
+    return report

@@ -42,7 +42,7 @@ __all__ = ["DBStateMachine", "KEYS", "keys", "values"]
 KEYS = [b"", b"\x00", b"a", b"a\x00", b"aa", b"ab", b"abc", b"b", b"ba", b"bb", b"c",
         b"ca", b"d", b"e\xff", b"f", b"\xff", b"\xff\xff"]
 keys = st.sampled_from(KEYS)
-values = st.binary(min_size=0, max_size=200)
+values = st.binary(min_size=0, max_size=200) | st.binary(min_size=300, max_size=700)
 opt_keys = st.none() | keys
 writes = st.one_of(
     st.tuples(st.just("put"), keys, values),
