@@ -238,6 +238,7 @@ class DB:
         self._mem_bytes = 0
         self._mem_has_rt = False
         self._wal_bytes = 0
+        self._log_dirty = False
         self._stats: Counter[str] = Counter()
         self._recovery_report: list[dict] = []
         self._block_cache = BlockCache(opts.block_cache_size) if opts.block_cache_size else None
@@ -506,6 +507,9 @@ class DB:
                     log.add_record(payload)   # type: ignore[union-attr]
                     if sync:
                         log.sync()            # type: ignore[union-attr]
+                        self._log_dirty = False
+                    else:
+                        self._log_dirty = True
                 except BaseException as exc:
                     self._set_bg_error(exc)
                     raise
@@ -556,6 +560,9 @@ class DB:
                 log.add_record(payload)   # type: ignore[union-attr]
                 if sync:
                     log.sync()            # type: ignore[union-attr]
+                    self._log_dirty = False
+                else:
+                    self._log_dirty = True
             except BaseException as exc:
                 self._set_bg_error(exc)
                 raise
@@ -633,6 +640,15 @@ class DB:
             self._set_bg_error(exc)
             raise
         old_log = self._log
+        if old_log is not None and self._log_dirty:
+            # a later sync write in the new log must not leave a hole: make the
+            # old log's unsynced tail durable first
+            try:
+                old_log.sync()
+            except BaseException as exc:
+                self._set_bg_error(exc)
+                raise
+        self._log_dirty = False
         with self._mutex:
             self._pending_outputs.discard(number)
             st = self._state

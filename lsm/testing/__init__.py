@@ -13,8 +13,8 @@ For engineers testing their own use of ``lsm``:
 * ``CrashFS`` (crash-simulating file layer) and ``FaultyDevice`` (a device
   that loses unflushed writes, fails or corrupts blocks), re-exported from
   ``blockdev``;
-* ``crash_db(db, crashfs, mode, seed)`` -- stop a DB's background work and
-  simulate a power loss under it.
+* ``crash_db(db, crashfs, mode, seed)`` / ``crash_device_db(db, faulty, mode,
+  seed)`` -- stop a DB's background work and simulate a power loss under it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from lsm.testing.model import (
 
 __all__ = ["DBStateMachine", "Model", "ModelCursor", "ModelRawCursor", "apply_op",
            "model_iterate", "verify_prefix_of_history", "CrashFS", "FaultyDevice",
-           "crash_db", "halt_db"]
+           "crash_db", "crash_device_db", "halt_db"]
 
 
 def halt_db(db: Any) -> None:
@@ -59,6 +59,23 @@ def crash_db(db: Any, crashfs: CrashFS, mode: str = "all", seed: int | None = No
     except Error:
         pass   # the dead process's handles: nothing to release
     return report
+
+
+def crash_device_db(db: Any, device: FaultyDevice, mode: str = "all",
+                    seed: int | None = None) -> int:
+    """Simulate a power loss under ``db`` opened on ``device`` (a FaultyDevice,
+    through BlockFS): halt background work, drop the mount without writing,
+    ``device.crash(mode, seed)``, discard the DB object, power the device back
+    on.  Returns the number of device writes dropped."""
+    halt_db(db)
+    db._fs._abandon()
+    dropped = device.crash(mode, seed=seed)
+    try:
+        db.close()
+    except Error:
+        pass   # the dead process's handles
+    device.restart()
+    return dropped
 
 
 def __getattr__(name: str) -> Any:

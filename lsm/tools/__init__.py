@@ -1,0 +1,2 @@
+"""Command-line tools: ``lsm`` (operator tool, lsm.tools.cli) and
+``lsm-stress`` (crash stress test, lsm.tools.stress)."""
