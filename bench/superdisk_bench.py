@@ -9,7 +9,7 @@ that queueing and the overlap of the two legs show.
 Targets (issue 3): SuperDisk random reads within 1.25x of LOCAL_SSD and at
 least 5x faster than NETWORK_DISK; sync writes within 1.15x of NETWORK_DISK.
 
-Run: ``python -m bench.superdisk_bench [--size-mib 64] [--ops 4000] [--threads 8] [--json]``.
+Run: ``python -m bench.superdisk_bench [--size-mib 32] [--ops 4000] [--threads 4] [--json]``.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _workloads(dev: BlockDevice, span: int, ops: int, threads: int, seed: int) -
             "syncwrite": _run_threads(threads, max(threads, ops // 4), swrite, seed + 1)}
 
 
-def run_superdisk_bench(size_mib: int = 32, ops: int = 4000, threads: int = 8, seed: int = 0,
+def run_superdisk_bench(size_mib: int = 32, ops: int = 4000, threads: int = 4, seed: int = 0,
                         region_mib: int = 4) -> Dict[str, Any]:
     """Run the three device configurations and the rebuild measurement.
 
@@ -173,7 +173,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.superdisk_bench", description=__doc__.split("\n")[0])
     ap.add_argument("--size-mib", type=int, default=32)
     ap.add_argument("--ops", type=int, default=4000)
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--region-mib", type=int, default=4)
     ap.add_argument("--json", action="store_true", help="print the result dict as JSON")
