@@ -142,6 +142,39 @@ def _as_bool(value: Any, name: str) -> bool:
     raise ArgumentTypeError(f"{name} must be a bool, got {type(value).__name__}")
 
 
+def _damage_after_tail(fs: FileSystem, name: str) -> int | None:
+    """If log ``name`` (WAL or MANIFEST format) ends in what its reader takes
+    for a torn tail, but a complete, checksum-valid fragment follows that
+    point, the "tail" is really damage (a crash only tears the last append):
+    return the offset where reading stopped; else None.
+
+    Helper kept here (not in lsm/wal.py, which treats any record running past
+    EOF as torn): the DB needs it to refuse a damaged MANIFEST instead of
+    silently opening an older state.  O(file) only when a torn tail is seen.
+    """
+    from lsm.wal import FULL, HEADER_SIZE, LAST, fragment_checksum
+    f = fs.open(name)
+    try:
+        reader = LogReader(f, name, paranoid=False, reporter=lambda n, r: None)
+        for _ in reader:
+            pass
+        if not reader.torn_tail:
+            return None
+        start = reader.end_offset
+        size = f.size
+        rest = f.read(start, size - start)
+    finally:
+        f.close()
+    hdr = struct.Struct("<IHB")
+    for p in range(1, len(rest) - HEADER_SIZE + 1):
+        crc, length, ftype = hdr.unpack_from(rest, p)
+        if FULL <= ftype <= LAST and length and p + HEADER_SIZE + length <= len(rest):
+            payload = rest[p + HEADER_SIZE:p + HEADER_SIZE + length]
+            if fragment_checksum(payload, ftype) == crc:
+                return start
+    return None
+
+
 class _State:
     """The LSM shape as one immutable value (see the module docstring)."""
 
@@ -295,6 +328,13 @@ class DB:
         else:
             if error_if_exists:
                 raise InvalidArgumentError(f"DB {self.name} already exists (error_if_exists=True)")
+            manifest = vs.read_current()
+            if fs.exists(manifest):
+                at = _damage_after_tail(fs, manifest)
+                if at is not None:
+                    raise CorruptionError("MANIFEST is damaged (a valid record follows an "
+                                          "unreadable one; not a torn write; try repair_db)",
+                                          manifest, at)
             vs.recover()
         self._seq = vs.last_sequence
         edit_files, max_seq = self._replay_logs(vs.log_number)
@@ -329,6 +369,13 @@ class DB:
             def report(dropped: int, reason: str, _name: str = name) -> None:
                 self._recovery_report.append({"file": _name, "dropped_bytes": dropped,
                                               "reason": reason})
+            at = _damage_after_tail(fs, name)
+            if at is not None:
+                if paranoid:
+                    raise CorruptionError("log is damaged (a valid record follows an "
+                                          "unreadable one)", name, at)
+                report(fs.size(name) - at, "damaged record taken for a torn tail; "
+                       "the records after it are lost")
             f = fs.open(name)
             try:
                 reader = LogReader(f, name, paranoid=paranoid, reporter=report)
