@@ -887,6 +887,8 @@ class SuperDisk(BlockDevice):
     def fail_cache(self, reason: str = "failed by operator") -> None:
         """Eject the cache leg (like ``mdadm --fail``); the array runs degraded."""
         self._check_open()
+        if not isinstance(reason, str):
+            raise ArgumentTypeError(f"reason must be a str, got {type(reason).__name__}")
         with self._state_lock:
             self._fail_cache_locked(reason)
 

@@ -561,3 +561,34 @@ def test_closed_superdisk_raises():
         sd.read(0, BS)
     with pytest.raises(ClosedError):
         sd.status() if False else sd.rebuild_step(BS)
+
+
+def test_foreign_cache_is_rebuilt_and_superblock_slots_and_versions():
+    sd, d, c = new_array()
+    fill(sd, range(8))
+    sd.close()
+    d2, c2 = legs("d2", "c2")
+    other = open_sd(d2, c2, create=True)
+    other.rebuild(wait=True)
+    other.close()
+    sd = open_sd(d, c2)                       # the cache of another array
+    st = sd.status()
+    assert st["state"] == "rebuilding" and any("another array" in n for n in st["notes"])
+    sd.rebuild(wait=True)
+    assert sd.read(2 * BS, BS) == pattern(2)
+    sd.close()
+    # a torn / corrupt newest superblock slot: the other slot is used
+    from blockdev.superdisk import _read_sb
+    sb, _ = _read_sb(d, BS)
+    slot = sb.update_seq % 2
+    raw = bytearray(d.inner.read(slot * BS, BS))
+    raw[40] ^= 0xFF                           # damage inside the checksummed fields
+    d.inner.write(slot * BS, bytes(raw))
+    sb2, _ = _read_sb(d, BS)
+    assert sb2 is not None and sb2.update_seq == sb.update_seq - 1
+    # a newer format version is refused with a clear error
+    raw = bytearray(d.inner.read((sb2.update_seq % 2) * BS, BS))
+    raw[8] = 9
+    d.inner.write((sb2.update_seq % 2) * BS, bytes(raw))
+    with pytest.raises(UnsupportedFormatError):
+        open_sd(d, c)
