@@ -369,6 +369,11 @@ static PyObject *py_block_encode(FASTARGS)
             goto done;
         keys = hold_k;
         values = hold_v;
+        if ((size_t)Py_SIZE(keys) != n || (size_t)Py_SIZE(values) != n || !all_bytes(keys) ||
+            !all_bytes(values)) {
+            PyErr_SetString(PyExc_RuntimeError, "block_encode: lists changed during the call");
+            goto done;
+        }
     }
     ki = seq_items(keys);
     vi = seq_items(values);
@@ -724,9 +729,21 @@ static PyObject *py_user_keys(FASTARGS)
             return raise_code(LSM_ERR_MERGE_SHORT_KEY, (size_t)i, -1);
     if ((out = PyList_New(n)) == NULL)
         return NULL;
+    /* the allocation may have run finalizers: re-read the sequence */
+    it = seq_items(a[0]);
+    if (Py_SIZE(a[0]) != n) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "user_keys: keys changed during the call");
+        return NULL;
+    }
     for (i = 0; i < n; i++) {
-        PyObject *u = PyBytes_FromStringAndSize(PyBytes_AS_STRING(it[i]),
-                                                PyBytes_GET_SIZE(it[i]) - 8);
+        PyObject *u;
+        if (!PyBytes_Check(it[i]) || PyBytes_GET_SIZE(it[i]) < 8) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_RuntimeError, "user_keys: keys changed during the call");
+            return NULL;
+        }
+        u = PyBytes_FromStringAndSize(PyBytes_AS_STRING(it[i]), PyBytes_GET_SIZE(it[i]) - 8);
         if (u == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -810,7 +827,7 @@ static PyObject *py_merge(FASTARGS)
     PyObject *a[5], *runs, *snaps, *checked = NULL, *holds = NULL, *okeys = NULL, *ovals = NULL;
     PyObject **kobj = NULL, **vobj = NULL;
     const char **kp = NULL;
-    size_t *kl = NULL, nruns, r, total = 0, nsnaps, i, err[2] = {0, 0};
+    size_t *kl = NULL, nruns, r, total = 0, nsnaps, i, g, err[2] = {0, 0};
     uint64_t *starts = NULL, *snap_arr = NULL, *out = NULL, read_seq;
     long mode = 0;
     int bottom = 0, release;
@@ -840,12 +857,57 @@ static PyObject *py_merge(FASTARGS)
         bottom = a[4] == Py_True;
     if (PyErr_Occurred())
         goto done;
-    nruns = (size_t)Py_SIZE(runs);
     nsnaps = snaps ? (size_t)Py_SIZE(snaps) : 0;
-    for (r = 0; r < nruns; r++)
+    for (r = 0; r < (size_t)Py_SIZE(runs); r++)
         total += (size_t)Py_SIZE(seq_items(seq_items(runs)[r])[0]);
     release = total >= LSM_GIL_ENTRIES;
-    if (release && (holds = PyList_New(0)) == NULL)
+    /*
+     * Own every container read below (2 per run in `holds`: the keys and
+     * values sequences, or tuple copies of them when the GIL is released)
+     * and allocate everything before borrowing item pointers: an allocation
+     * may run the garbage collector and so arbitrary finalizers, which could
+     * change the caller's lists.  Sizes are re-checked after that.
+     */
+    {
+        PyObject *runs_t = PySequence_Tuple(runs);
+        if (runs_t == NULL)
+            goto done;
+        nruns = (size_t)PyTuple_GET_SIZE(runs_t);
+        holds = PyTuple_New((Py_ssize_t)(2 * nruns));
+        if (holds == NULL) {
+            Py_DECREF(runs_t);
+            goto done;
+        }
+        for (r = 0; r < nruns; r++) {
+            PyObject *run = PyTuple_GET_ITEM(runs_t, (Py_ssize_t)r), *ks, *vs;
+            if (!is_seq(run) || Py_SIZE(run) != 2) {
+                Py_DECREF(runs_t);
+                PyErr_SetString(PyExc_RuntimeError, "merge: runs changed during the call");
+                goto done;
+            }
+            ks = seq_items(run)[0];
+            vs = seq_items(run)[1];
+            Py_INCREF(ks);
+            Py_INCREF(vs);
+            if (release) {
+                PyObject *tk = PySequence_Tuple(ks), *tv = tk ? PySequence_Tuple(vs) : NULL;
+                Py_DECREF(ks);
+                Py_DECREF(vs);
+                if (tv == NULL) {
+                    Py_XDECREF(tk);
+                    Py_DECREF(runs_t);
+                    goto done;
+                }
+                ks = tk;
+                vs = tv;
+            }
+            PyTuple_SET_ITEM(holds, (Py_ssize_t)(2 * r), ks);
+            PyTuple_SET_ITEM(holds, (Py_ssize_t)(2 * r + 1), vs);
+        }
+        Py_DECREF(runs_t);
+    }
+    if ((okeys = PyList_New((Py_ssize_t)total)) == NULL ||
+        (ovals = PyList_New((Py_ssize_t)total)) == NULL)
         goto done;
     starts = (uint64_t *)PyMem_Malloc((nruns + 1 + nsnaps + total + 1) * sizeof(uint64_t));
     kp = (const char **)PyMem_Malloc((total ? total : 1) * 2 * sizeof(char *));
@@ -858,48 +920,42 @@ static PyObject *py_merge(FASTARGS)
     snap_arr = starts + nruns + 1;
     out = snap_arr + nsnaps;
     vobj = kobj + total;
-    for (i = 0; i < nsnaps; i++)
+    for (i = 0; i < nsnaps && (Py_ssize_t)i < Py_SIZE(snaps); i++)
         snap_arr[i] = PyLong_AsUnsignedLongLong(seq_items(snaps)[i]);
     if (PyErr_Occurred())
         goto done;
+    if (i != nsnaps) {
+        PyErr_SetString(PyExc_RuntimeError, "merge: snapshots changed during the call");
+        goto done;
+    }
+    /* no allocation from here to the end: the pointers stay valid */
     starts[0] = 0;
-    {
-        size_t g = 0;
-        for (r = 0; r < nruns; r++) {
-            PyObject *run = seq_items(runs)[r];
-            PyObject *ks = seq_items(run)[0], *vs = seq_items(run)[1];
-            size_t m = (size_t)Py_SIZE(ks), j;
-            if (release) {
-                /* the GIL is released below: hold tuples nobody can change */
-                PyObject *tk = PySequence_Tuple(ks), *tv;
-                if (tk == NULL)
-                    goto done;
-                if (PyList_Append(holds, tk) < 0) {
-                    Py_DECREF(tk);
-                    goto done;
-                }
-                Py_DECREF(tk);
-                if ((tv = PySequence_Tuple(vs)) == NULL)
-                    goto done;
-                if (PyList_Append(holds, tv) < 0) {
-                    Py_DECREF(tv);
-                    goto done;
-                }
-                Py_DECREF(tv);
-                ks = tk;
-                vs = tv;
-            }
-            for (j = 0; j < m; j++, g++) {
-                PyObject *k = seq_items(ks)[j], *v = seq_items(vs)[j];
-                kobj[g] = k;
-                vobj[g] = v;
-                kp[g] = PyBytes_AS_STRING(k);
-                kl[g] = (size_t)PyBytes_GET_SIZE(k);
-                kp[total + g] = PyBytes_AS_STRING(v);
-                kl[total + g] = (size_t)PyBytes_GET_SIZE(v);
-            }
-            starts[r + 1] = g;
+    for (r = 0, g = 0; r < nruns; r++) {
+        PyObject *ks = PyTuple_GET_ITEM(holds, (Py_ssize_t)(2 * r));
+        PyObject *vs = PyTuple_GET_ITEM(holds, (Py_ssize_t)(2 * r + 1));
+        size_t m = (size_t)Py_SIZE(ks), j;
+        if (m != (size_t)Py_SIZE(vs) || m > total - g) {
+            PyErr_SetString(PyExc_RuntimeError, "merge: runs changed during the call");
+            goto done;
         }
+        for (j = 0; j < m; j++, g++) {
+            PyObject *k = seq_items(ks)[j], *v = seq_items(vs)[j];
+            if (!PyBytes_Check(k) || !PyBytes_Check(v)) {
+                PyErr_SetString(PyExc_RuntimeError, "merge: runs changed during the call");
+                goto done;
+            }
+            kobj[g] = k;
+            vobj[g] = v;
+            kp[g] = PyBytes_AS_STRING(k);
+            kl[g] = (size_t)PyBytes_GET_SIZE(k);
+            kp[total + g] = PyBytes_AS_STRING(v);
+            kl[total + g] = (size_t)PyBytes_GET_SIZE(v);
+        }
+        starts[r + 1] = g;
+    }
+    if (g != total) {
+        PyErr_SetString(PyExc_RuntimeError, "merge: runs changed during the call");
+        goto done;
     }
     if (release) {
         Py_BEGIN_ALLOW_THREADS
@@ -914,8 +970,6 @@ static PyObject *py_merge(FASTARGS)
         raise_code(rc, err[1], (Py_ssize_t)err[0]);
         goto done;
     }
-    if ((okeys = PyList_New((Py_ssize_t)rc)) == NULL || (ovals = PyList_New((Py_ssize_t)rc)) == NULL)
-        goto done;
     for (i = 0; i < (size_t)rc; i++) {
         PyObject *k = kobj[out[i]], *v = vobj[out[i]];
         Py_INCREF(k);
@@ -923,6 +977,9 @@ static PyObject *py_merge(FASTARGS)
         PyList_SET_ITEM(okeys, (Py_ssize_t)i, k);
         PyList_SET_ITEM(ovals, (Py_ssize_t)i, v);
     }
+    /* the lists were allocated for every entry; the rest are NULL slots */
+    Py_SET_SIZE(okeys, (Py_ssize_t)rc);
+    Py_SET_SIZE(ovals, (Py_ssize_t)rc);
 done:
     PyMem_Free(starts);
     PyMem_Free(kp);

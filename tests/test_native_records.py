@@ -266,3 +266,41 @@ def test_user_keys_equivalence_short_keys(keys: list) -> None:
 def test_user_keys_bad_arguments() -> None:
     for args in [(None,), (b"12345678",), ([b"12345678", "x"],), ([bytearray(8)],)]:
         assert assert_same("user_keys", *args)[0] == "err"
+
+
+# ---- threads -------------------------------------------------------------------
+
+@needs_c
+def test_merge_and_encode_while_another_thread_mutates_the_lists() -> None:
+    """Large calls release the GIL on private tuple copies: a thread that
+    mutates the caller's lists meanwhile cannot make them crash or return
+    garbage (each result is a valid merge of some state of the lists)."""
+    import threading
+
+    from native_support import C
+    keys = [pack_internal_key(b"k%06d" % i, 5, 1) for i in range(6000)]
+    vals = [b"v%d" % i for i in range(6000)]
+    run_keys, run_vals = list(keys), list(vals)
+    stop = threading.Event()
+
+    def mutate() -> None:
+        while not stop.is_set():
+            k, v = run_keys.pop(), run_vals.pop()
+            run_keys.append(k)
+            run_vals.append(v)
+
+    t = threading.Thread(target=mutate)
+    t.start()
+    try:
+        for _ in range(30):
+            try:
+                out_keys, out_vals = C.merge([(run_keys, run_vals)], 10)
+            except Exception as exc:  # noqa: BLE001 - only these two are acceptable
+                assert isinstance(exc, (RuntimeError, ValueError)) or "runs[0]" in str(exc)
+                continue
+            assert out_keys == sorted(out_keys) and len(out_keys) >= 5999
+            block = C.block_encode(run_keys[:3000], run_vals[:3000], 16)
+            assert C.block_decode(block)[0] == keys[:3000]
+    finally:
+        stop.set()
+        t.join()
