@@ -1,10 +1,13 @@
 """Pure-Python twins of the native core (``native/``): the reference semantics.
 
-Every function here has a C counterpart in ``lsm._lsm_c`` (wrapped by
-``lsm/_native.py``) that must return the same bytes and raise the same error
-(type, message and offset) on every input, malformed input included.
-``tests/test_native_equivalence.py`` checks it.  When the two disagree, this
-file is the specification.
+Every function here has a C counterpart in ``lsm._lsm_c`` (``native/pymod.c``,
+exported by ``lsm/_native.py``) that must return the same bytes and raise the
+same error (type, message and offset) on every input, malformed input
+included.  ``tests/test_native_equivalence.py`` and
+``tests/test_native_records.py`` check it.  When the two disagree, this file
+is the specification.  The ``check_*`` validators are shared: the C
+functions call them for any argument shape their own fast checks do not
+accept, so the error messages live only here.
 
 Formats (do not change: on-disk)
 --------------------------------
@@ -68,6 +71,10 @@ than 2 bytes is corrupt [0]; a filter whose last byte (k) is > 30 answers
 "may contain" (reserved for future encodings).
 
 The k-way merge: see ``merge`` and docs/architecture.md.
+
+Log records (``log_encode_record``) and write batches (``batch_encode``,
+``batch_encode_single``) follow the formats of lsm/wal.py and lsm/batch.py,
+byte for byte (the tests compare with ``LogWriter`` and ``WriteBatch``).
 
 Error codes: the C core returns a negative code and an offset; ``ERRORS``
 maps each code to the message both implementations use.
