@@ -28,6 +28,8 @@ def _decoders(impl, data: bytes, target: bytes):  # type: ignore[no-untyped-def]
     yield lambda: impl.block_seek(data, target, impl.CMP_BYTEWISE)
     yield lambda: impl.block_seek(data, target + b"\x01" * 8, impl.CMP_INTERNAL)
     yield lambda: impl.bloom_may_contain(data, target)
+    yield lambda: impl.block_get(data, target, 7)
+    yield lambda: impl.user_keys([data, target + data])
 
 
 def _check_all(impl, data: bytes, target: bytes) -> None:  # type: ignore[no-untyped-def]
