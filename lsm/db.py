@@ -105,7 +105,8 @@ __all__ = ["DB", "Snapshot", "PrefixedDB", "BoundWriteBatch", "destroy_db", "rep
 
 _HDR = struct.Struct("<QI")          # batch header: sequence, count (lsm/batch.py layout)
 _SMALL = [bytes((i,)) for i in range(128)]
-_SLOWDOWN_SLEEP = 0.001              # seconds a write sleeps at the L0 slowdown trigger
+_SLOWDOWN_SLEEP = 0.001
+_TABLES = object()   # _get_once marks answers that came from tables (to be validated)              # seconds a write sleeps at the L0 slowdown trigger
 
 
 def _varint(n: int) -> bytes:
@@ -874,6 +875,27 @@ class DB:
         return self._get(self._state, key, self._seq, default)
 
     def _get(self, st: _State, key: bytes, seq: int, default: Any) -> Any:
+        """Look ``key`` up as of ``seq`` in ``st``.  Gets do not pin their
+        Version (a lock per get would cost too much): a table lookup is valid
+        if the Version was still current when it finished -- files of the
+        current Version are never deleted -- otherwise it is redone on the
+        new state."""
+        while True:
+            version = st.version
+            try:
+                value = self._get_once(st, key, seq, default)
+            except Error:
+                if self._state.version is version or self._closed:
+                    raise
+                st = self._state
+                continue
+            if type(value) is not tuple or value[0] is not _TABLES:
+                return value                       # answered by a memtable
+            if self._state.version is version:
+                return value[1]
+            st = self._state
+
+    def _get_once(self, st: _State, key: bytes, seq: int, default: Any) -> Any:
         rt = 0
         mem = st.mem
         if mem._tombs:
@@ -901,10 +923,10 @@ class DB:
                         rt = tseq
             r = t.get(key, seq)
             if r is not None:
-                return r[2] if r[1] == KIND_VALUE and r[0] > rt else default
+                return (_TABLES, r[2] if r[1] == KIND_VALUE and r[0] > rt else default)
             if rt:
-                return default
-        return default
+                return (_TABLES, default)
+        return (_TABLES, default)
 
     def __getitem__(self, key: Any) -> bytes:
         value = self.get(key)
@@ -1086,13 +1108,18 @@ class DB:
         self._check_open()
         if start >= stop:
             return 0
-        st = self._state
+        with self._mutex:
+            version = self._state.version
+            release = self._pin(version)
         a, b = lookup_key(start, MAX_SEQUENCE), lookup_key(stop, MAX_SEQUENCE)
         total = 0
-        for level in range(len(st.version.levels)):
-            for f in st.version.overlapping(level, start, stop):
-                t = self._table_cache.get(f.number)
-                total += max(0, t.approximate_offset(b) - t.approximate_offset(a))
+        try:
+            for level in range(len(version.levels)):
+                for f in version.overlapping(level, start, stop):
+                    t = self._table_cache.get(f.number)
+                    total += max(0, t.approximate_offset(b) - t.approximate_offset(a))
+        finally:
+            release()
         return total
 
     def checkpoint(self, dest: Any) -> None:
