@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left, bisect_right
+from operator import itemgetter
 from typing import Any, Callable, Iterator as _TypingIterator, Sequence
 
 from blockdev.errors import ArgumentTypeError, ClosedError, Error, InvalidArgumentError
@@ -65,6 +66,7 @@ _SEEK_TRAILER = _TRAILER.pack((MAX_SEQUENCE << 8) | KIND_SEEK)   # sorts first a
 _LAST_TRAILER = _TRAILER.pack(0)                                  # sorts last among versions
 
 MEM_CHUNK = 1024          # entries per memtable chunk
+_UK = itemgetter(slice(None, -8))   # internal key -> user key, at C speed
 MAX_BLOCKS_PER_CHUNK = 16  # table chunks grow 1, 2, 4, ... blocks up to this many
 
 
@@ -193,27 +195,27 @@ class ReadView:
 
 def _mem_chunks(run: tuple[list[bytes], list[bytes], list[bytes]], ascending: bool,
                 lo: bytes | None, hi: bytes | None
-                ) -> _TypingIterator[tuple[list[bytes], list[bytes], list[bytes]]]:
+                ) -> _TypingIterator[tuple[list[bytes], list[bytes]]]:
     keys, values, ukeys = run
     if ascending:
         i = 0 if lo is None else bisect_left(ukeys, lo)
         end = len(keys) if hi is None else bisect_right(ukeys, hi)
         while i < end:
             j = min(end, i + MEM_CHUNK)
-            yield keys[i:j], values[i:j], ukeys[i:j]
+            yield keys[i:j], values[i:j]
             i = j
     else:
         j = len(keys) if hi is None else bisect_right(ukeys, hi)
         start = 0 if lo is None else bisect_left(ukeys, lo)
         while j > start:
             i = max(start, j - MEM_CHUNK)
-            yield keys[i:j], values[i:j], ukeys[i:j]
+            yield keys[i:j], values[i:j]
             j = i
 
 
 def _table_chunks(reader: Any, ascending: bool, lo: bytes | None, hi: bytes | None,
                   first: bool = True
-                  ) -> _TypingIterator[tuple[list[bytes], list[bytes], list[bytes]]]:
+                  ) -> _TypingIterator[tuple[list[bytes], list[bytes]]]:
     """Chunks of decoded blocks of one table, 1, 2, 4 .. blocks at a time."""
     if ascending:
         start = lo + _SEEK_TRAILER if (lo is not None and first) else None
@@ -238,17 +240,17 @@ def _table_chunks(reader: Any, ascending: bool, lo: bytes | None, hi: bytes | No
             values[:0] = bvalues
         nblocks += 1
         if nblocks >= want:
-            yield keys, values, [k[:-8] for k in keys]
+            yield keys, values
             keys, values, nblocks = [], [], 0
             if want < MAX_BLOCKS_PER_CHUNK:
                 want *= 2
     if keys:
-        yield keys, values, [k[:-8] for k in keys]
+        yield keys, values
 
 
 def _level_chunks(view: ReadView, files: Sequence[Any], ascending: bool,
                   lo: bytes | None, hi: bytes | None
-                  ) -> _TypingIterator[tuple[list[bytes], list[bytes], list[bytes]]]:
+                  ) -> _TypingIterator[tuple[list[bytes], list[bytes]]]:
     """Chunks of a sorted, non-overlapping level: its files one after the other."""
     order = list(files) if ascending else list(reversed(files))
     for i, f in enumerate(order):
@@ -256,20 +258,20 @@ def _level_chunks(view: ReadView, files: Sequence[Any], ascending: bool,
 
 
 class _Src:
-    __slots__ = ("gen", "keys", "vals", "ukeys", "pos", "end")
+    __slots__ = ("gen", "keys", "vals", "pos", "end")
 
     def __init__(self, gen: Any) -> None:
         self.gen = gen
         self.keys: list[bytes] = []
         self.vals: list[bytes] = []
-        self.ukeys: list[bytes] = []
         self.pos = 0
         self.end = 0
 
 
 class _Scan:
     """One direction of travel over a view; ``next_window()`` returns the next
-    ``(user_keys, values)`` in travel order, ``([], [])`` once exhausted."""
+    ``(internal keys, values)`` in travel order (merge output: one entry per
+    user key, trimmed to the bounds), ``([], [])`` once exhausted."""
 
     def __init__(self, view: ReadView, ascending: bool, lo: bytes | None, lo_incl: bool,
                  hi: bytes | None, hi_incl: bool) -> None:
@@ -318,16 +320,19 @@ class _Scan:
         pairs.sort(key=lambda p: internal_sort_key(p[0]))
         return [p[0] for p in pairs], [p[1] for p in pairs]
 
-    def _trim(self, ukeys: list[bytes], vals: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    def _trim(self, okeys: list[bytes], vals: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+        """Cut merge output (internal keys, unique user keys) to the bounds."""
         lo, hi = self.lo, self.hi
-        i, j = 0, len(ukeys)
-        if lo is not None and j and ukeys[0] <= lo:
-            i = bisect_left(ukeys, lo) if self.lo_incl else bisect_right(ukeys, lo)
-        if hi is not None and j and ukeys[-1] >= hi:
-            j = bisect_right(ukeys, hi) if self.hi_incl else bisect_left(ukeys, hi)
-        if i or j != len(ukeys):
-            return ukeys[i:j], vals[i:j]
-        return ukeys, vals
+        i, j = 0, len(okeys)
+        if lo is not None and j and okeys[0][:-8] <= lo:
+            i = (bisect_left(okeys, lo, key=_UK) if self.lo_incl
+                 else bisect_right(okeys, lo, key=_UK))
+        if hi is not None and j and okeys[-1][:-8] >= hi:
+            j = (bisect_right(okeys, hi, key=_UK) if self.hi_incl
+                 else bisect_left(okeys, hi, key=_UK))
+        if i or j != len(okeys):
+            return okeys[i:j], vals[i:j]
+        return okeys, vals
 
     # -- the windows -----------------------------------------------------------
     def next_window(self) -> tuple[list[bytes], list[bytes]]:
@@ -344,7 +349,8 @@ class _Scan:
                 if bound is None:
                     self.done = True
                 for s in self.srcs:
-                    cut = len(s.keys) if bound is None else bisect_left(s.ukeys, bound, s.pos)
+                    cut = (len(s.keys) if bound is None
+                           else bisect_left(s.keys, bound, s.pos, key=_UK))
                     if cut > s.pos:
                         runs.append((s.keys[s.pos:cut], s.vals[s.pos:cut]))
                         s.pos = cut
@@ -357,7 +363,7 @@ class _Scan:
                 if bound is None:
                     self.done = True
                 for s in self.srcs:
-                    cut = 0 if bound is None else bisect_right(s.ukeys, bound, 0, s.end)
+                    cut = 0 if bound is None else bisect_right(s.keys, bound, 0, s.end, key=_UK)
                     if cut < s.end:
                         runs.append((s.keys[cut:s.end], s.vals[cut:s.end]))
                         s.end = cut
@@ -373,14 +379,13 @@ class _Scan:
             okeys, ovals = merge(runs, seq, (), MERGE_READ)
             if not okeys:
                 continue
-            ukeys, vals = self._trim([k[:-8] for k in okeys], ovals)
-            if not ukeys:
+            okeys, vals = self._trim(okeys, ovals)
+            if not okeys:
                 continue
             if not self.ascending:
-                ukeys.reverse()
-                vals = list(vals)
-                vals.reverse()
-            return ukeys, vals
+                okeys = okeys[::-1]
+                vals = vals[::-1]
+            return okeys, vals
         self.srcs = []
         return [], []
 
@@ -390,23 +395,23 @@ class _Scan:
         bound = None
         live = []
         for s in self.srcs:
-            while s.gen is not None and (s.pos >= len(s.keys) or s.ukeys[s.pos] == s.ukeys[-1]):
+            while s.gen is not None and (s.pos >= len(s.keys)
+                                         or s.keys[s.pos][:-8] == s.keys[-1][:-8]):
                 chunk = next(s.gen, None)
                 if chunk is None:
                     s.gen = None
                     break
                 if s.pos >= len(s.keys):
-                    s.keys, s.vals, s.ukeys = chunk
+                    s.keys, s.vals = chunk
                 else:
                     p = s.pos
                     s.keys = s.keys[p:] + chunk[0]
                     s.vals = s.vals[p:] + chunk[1]
-                    s.ukeys = s.ukeys[p:] + chunk[2]
                 s.pos = 0
             if s.pos < len(s.keys):
                 live.append(s)
                 if s.gen is not None:
-                    last = s.ukeys[-1]
+                    last = s.keys[-1][:-8]
                     if bound is None or last < bound:
                         bound = last
         self.srcs = live
@@ -416,23 +421,23 @@ class _Scan:
         bound = None
         live = []
         for s in self.srcs:
-            while s.gen is not None and (s.end <= 0 or s.ukeys[0] == s.ukeys[s.end - 1]):
+            while s.gen is not None and (s.end <= 0
+                                         or s.keys[0][:-8] == s.keys[s.end - 1][:-8]):
                 chunk = next(s.gen, None)
                 if chunk is None:
                     s.gen = None
                     break
                 if s.end <= 0:
-                    s.keys, s.vals, s.ukeys = chunk
+                    s.keys, s.vals = chunk
                 else:
                     e = s.end
                     s.keys = chunk[0] + s.keys[:e]
                     s.vals = chunk[1] + s.vals[:e]
-                    s.ukeys = chunk[2] + s.ukeys[:e]
                 s.end = len(s.keys)
             if s.end > 0:
                 live.append(s)
                 if s.gen is not None:
-                    first = s.ukeys[0]
+                    first = s.keys[0][:-8]
                     if bound is None or first > bound:
                         bound = first
         self.srcs = live
@@ -509,16 +514,17 @@ class Iterator:
         return self._prev_slow()
 
     # -- items -------------------------------------------------------------------
-    def _items(self, ukeys: list[bytes], vals: list[bytes]) -> list[Any]:
+    def _items(self, okeys: list[bytes], vals: list[bytes]) -> list[Any]:
+        """Output items for merge output ``okeys`` (internal keys)."""
         p = self._strip
         if self._ik:
-            keys = [k[p:] for k in ukeys] if p else ukeys
+            keys = map(itemgetter(slice(p, -8)), okeys) if p else map(_UK, okeys)
             if self._iv:
                 return list(zip(keys, vals))
-            return list(keys) if keys is ukeys else keys
+            return list(keys)
         if self._iv:
-            return list(vals)
-        return [None] * len(ukeys)
+            return vals if type(vals) is list else list(vals)
+        return [None] * len(okeys)
 
     def _check(self) -> None:
         if self._closed:
@@ -542,19 +548,19 @@ class Iterator:
         self._check()
         tail = self._tail
         if tail is None:   # continue after the buffer's last item
-            tail = self._after(self._keys[-1], not self._reverse)
+            tail = self._after(self._keys[-1][:-8], not self._reverse)
         tail = self._spec_scan(tail)
         self._tail = tail
         if tail is _EMPTY_SCAN:
             raise StopIteration
-        ukeys, vals = tail.next_window()
-        if not ukeys:
+        okeys, vals = tail.next_window()
+        if not okeys:
             self._tail = _EMPTY_SCAN
             self._i = self._n
             raise StopIteration
-        self._keys = ukeys
-        self._buf = self._items(ukeys, vals)
-        self._n = len(ukeys)
+        self._keys = okeys
+        self._buf = self._items(okeys, vals)
+        self._n = len(okeys)
         self._i = 1
         self._head = None
         return self._buf[0]
@@ -563,22 +569,21 @@ class Iterator:
         self._check()
         head = self._head
         if head is None:
-            head = self._after(self._keys[0], self._reverse)
+            head = self._after(self._keys[0][:-8], self._reverse)
         head = self._spec_scan(head)
         self._head = head
         if head is _EMPTY_SCAN:
             raise StopIteration
-        ukeys, vals = head.next_window()
-        if not ukeys:
+        okeys, vals = head.next_window()
+        if not okeys:
             self._head = _EMPTY_SCAN
             self._i = 0
             raise StopIteration
-        ukeys.reverse()
-        vals = list(vals)
-        vals.reverse()
-        self._keys = ukeys
-        self._buf = self._items(ukeys, vals)
-        self._n = len(ukeys)
+        okeys = okeys[::-1]
+        vals = vals[::-1]
+        self._keys = okeys
+        self._buf = self._items(okeys, vals)
+        self._n = len(okeys)
         self._i = self._n - 1
         self._tail = None
         return self._buf[-1]
@@ -695,15 +700,14 @@ class RawIterator:
         return self._lo, bytes_increment(self._lo)
 
     def _load(self, scan: Any, ascending: bool) -> bool:
-        ukeys, vals = scan.next_window()
-        if not ukeys:
+        okeys, vals = scan.next_window()
+        if not okeys:
             self._keys, self._vals, self._i = [], [], -1
             return False
         if not ascending:
-            ukeys.reverse()
-            vals = list(vals)
-            vals.reverse()
-        self._keys, self._vals = ukeys, list(vals)
+            okeys = okeys[::-1]
+            vals = vals[::-1]
+        self._keys, self._vals = list(map(_UK, okeys)), list(vals)
         return True
 
     def valid(self) -> bool:
