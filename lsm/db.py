@@ -177,6 +177,19 @@ def _damage_after_tail(fs: FileSystem, name: str) -> int | None:
     return None
 
 
+def _weak_method(obj: Any, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` bound to ``obj`` without a strong reference (no DB <-> cache cycle,
+    so an unclosed DB is freed by reference counting)."""
+    ref = weakref.ref(obj)
+
+    def call(*args: Any) -> Any:
+        target = ref()
+        if target is None:
+            raise ClosedError("DB is gone")
+        return fn(target, *args)
+    return call
+
+
 class _State:
     """The LSM shape as one immutable value (see the module docstring)."""
 
@@ -277,7 +290,7 @@ class DB:
         self._stats: Counter[str] = Counter()
         self._recovery_report: list[dict] = []
         self._block_cache = BlockCache(opts.block_cache_size) if opts.block_cache_size else None
-        self._table_cache = TableCache(self._open_table, opts.max_open_files)
+        self._table_cache = TableCache(_weak_method(self, DB._open_table), opts.max_open_files)
         self._versions: Any = None
         try:
             self._lock_handle = self._fs.lock(filenames.LOCK)
@@ -1361,6 +1374,14 @@ class DB:
     def __enter__(self) -> "DB":
         return self
 
+    def __del__(self) -> None:
+        # an unclosed DB releases its lock and files when collected (as plyvel's)
+        try:
+            if not getattr(self, "_closed", True):
+                self.close()
+        except Exception:
+            pass
+
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
@@ -1376,17 +1397,21 @@ class DB:
 
 
 def _flush_main(ref: "weakref.ref[DB]") -> None:
+    """Flush thread.  Holds the DB only weakly while idle, so an unclosed DB
+    can be garbage-collected (its __del__ closes it)."""
     while True:
         db = ref()
         if db is None:
             return
-        with db._mutex:
-            while not db._shutting_down and (not db._state.imms or db._bg_error is not None):
-                db._cv.wait(0.5)
-                if ref() is None:
-                    return
+        cv = db._cv
+        with cv:
             if db._shutting_down:
                 return
+            idle = not db._state.imms or db._bg_error is not None
+            if idle:
+                del db
+                cv.wait(0.5)
+                continue
         try:
             db._flush_step()
         except BaseException as exc:
@@ -1395,15 +1420,20 @@ def _flush_main(ref: "weakref.ref[DB]") -> None:
 
 
 def _compaction_main(ref: "weakref.ref[DB]") -> None:
+    """Compaction thread (same weak-reference discipline as _flush_main)."""
     while True:
         db = ref()
         if db is None:
             return
-        with db._mutex:
-            while not db._shutting_down and (not db._compaction_wanted or db._bg_error is not None):
-                db._cv.wait(0.5)
+        cv = db._cv
+        with cv:
             if db._shutting_down:
                 return
+            idle = not db._compaction_wanted or db._bg_error is not None
+            if idle:
+                del db
+                cv.wait(0.5)
+                continue
             db._compaction_wanted = False
         try:
             while not db._shutting_down and db._bg_error is None and db._compaction_step():
