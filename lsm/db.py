@@ -462,7 +462,10 @@ class DB:
 
     def _start_threads(self) -> None:
         ref = weakref.ref(self)
-        for target, name in ((_flush_main, "flush"), (_compaction_main, "compaction")):
+        jobs: tuple = ((_flush_main, "flush"), (_compaction_main, "compaction"))
+        if self._options.max_background_jobs == 1:
+            jobs = ((_background_main, "background"),)
+        for target, name in jobs:
             t = threading.Thread(target=target, args=(ref,), name=f"lsm-{name}:{self.name}",
                                  daemon=True)
             self._threads.append(t)
@@ -1438,6 +1441,35 @@ def _compaction_main(ref: "weakref.ref[DB]") -> None:
         try:
             while not db._shutting_down and db._bg_error is None and db._compaction_step():
                 pass
+        except BaseException as exc:
+            db._set_bg_error(exc)
+        del db
+
+
+def _background_main(ref: "weakref.ref[DB]") -> None:
+    """The only background thread when ``max_background_jobs == 1``: flushes
+    first (they unblock writers), then one compaction at a time."""
+    while True:
+        db = ref()
+        if db is None:
+            return
+        cv = db._cv
+        with cv:
+            if db._shutting_down:
+                return
+            idle = db._bg_error is not None or (not db._state.imms
+                                                and not db._compaction_wanted)
+            if idle:
+                del db
+                cv.wait(0.5)
+                continue
+            if not db._state.imms:
+                db._compaction_wanted = False
+        try:
+            if not db._flush_step():
+                if db._compaction_step():
+                    with cv:
+                        db._compaction_wanted = True   # look again after this one
         except BaseException as exc:
             db._set_bg_error(exc)
         del db

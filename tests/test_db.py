@@ -477,3 +477,16 @@ def test_files_pinned_by_iterators_survive_compaction(tmp_path):
         on_disk = {filenames.parse_file_name(n)[1] for n in os.listdir(tmp_path / "db")
                    if n.endswith(".sst")}
         assert on_disk == live
+
+
+def test_single_background_thread(tmp_path):
+    with lsm.DB(tmp_path / "db", create_if_missing=True, max_background_jobs=1,
+                **SMALL) as d:
+        assert len(d._threads) == 1
+        for i in range(3000):
+            d.put(b"%05d" % (i * 7 % 3000), b"v%d" % i)
+        d.flush()
+        d.compact_range()
+        assert len(list(d.keys())) == 3000
+        st = d.stats()
+        assert st["flushes"] > 5 and st["compactions"] + st["trivial_moves"] > 0
