@@ -1,9 +1,10 @@
-"""Build script: the C core is the CPython extension ``lsm._lsm_c``.
+"""Build script: the C core is compiled by cffi (out-of-line API mode).
 
-``pip install`` builds ``lsm._lsm_c`` from ``native/`` (native/build.py
-describes it).  When no C compiler
-is available the build of that one extension is skipped with a single
-warning and the package runs on its pure-Python twins (see lsm/_native.py).
+``pip install`` builds the extension ``lsm._lsm_c`` from ``native/`` through
+``cffi_modules`` (``native/build.py:ffibuilder``).  When no C compiler is
+available the build of that one extension is skipped with a single warning
+and the package runs on its pure-Python twins (see lsm/_native.py);
+``LSM_REQUIRE_NATIVE=1`` makes a failed build fatal.
 """
 
 from __future__ import annotations
@@ -39,14 +40,7 @@ class OptionalBuildExt(build_ext):
             f"({exc}); it will run on the pure-Python twins.\n")
 
 
-def _native_extension():  # type: ignore[no-untyped-def]
-    import runpy
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    return runpy.run_path(os.path.join(here, "native", "build.py"))["extension"]()
-
-
 setup(
-    ext_modules=[_native_extension()],
+    cffi_modules=["native/build.py:ffibuilder"],
     cmdclass={"build_ext": OptionalBuildExt},
 )

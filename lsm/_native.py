@@ -1,10 +1,11 @@
-"""Selection of the native core: the C extension or the pure-Python twins.
+"""Selection of the native core: the cffi extension or the pure-Python twins.
 
 Decided once, at import:
 
 * ``LSM_PURE=1``            -> the twins (``lsm/_twins.py``);
-* else ``from lsm import _lsm_c`` (built from ``native/`` by ``pip install``);
-* if that fails (or the module is a stale build lacking a function):
+* else ``from lsm import _lsm_c`` (built from ``native/`` by ``pip install``
+  through ``cffi_modules``, out-of-line API mode; native/build.py);
+* if that fails (or the module is a stale build lacking a C function):
   ``LSM_REQUIRE_NATIVE=1`` -> ``ImportError``; otherwise one
   ``RuntimeWarning`` and the twins.
 
@@ -12,13 +13,33 @@ Decided once, at import:
 same functions (``FUNCTIONS``) and constants as ``lsm._twins`` with the same
 parameters and identical behaviour, errors included.
 
-``lsm._lsm_c`` is a hand-written CPython extension (``native/pymod.c``):
-its functions are exported here as they are, with no Python wrapper, so a
-call costs one C-level vectorcall.  It checks the common argument shapes in
-C and hands anything else to the twins' validators (``check_buffer``,
-``check_int``, ``check_merge_args``, ...), so a bad argument raises the very
-error the twin raises; a corrupt input raises ``_twins.corruption(code,
-offset)``, the twin's ``CorruptionError``.
+The C-backed functions are thin Python wrappers over ``lib.lsm_*`` (the
+leaf functions of ``native/lsm_core.h``).  Each one
+
+1. checks the common argument shapes inline (exact ``bytes``, exact ``int``
+   in range, a list/tuple whose items are all ``bytes``) and hands anything
+   else to the twins' validator (``check_buffer``, ``check_int``,
+   ``check_seek_args``, ``check_merge_args``, ...), which raises the
+   reference error or returns the normalised arguments -- so a bad argument
+   raises the very error the twin raises;
+2. passes ``bytes`` straight to ``const char *`` parameters (cffi points the
+   C function at the object's own storage: no copy), and lists of items as
+   one ``b"".join`` buffer plus an ``array('Q')`` of lengths given through
+   ``ffi.from_buffer``;
+3. calls one C function.  cffi's API mode releases the GIL around every
+   call; meanwhile the C code sees only immutable ``bytes`` and buffers this
+   call owns (lists are flattened, i.e. snapshotted, before the call);
+4. turns a negative C code into the twin's exception
+   (``_twins.corruption(code, offset)``: same class, message and offset) and
+   builds the result from the C outputs.
+
+Small output parameters and scratch buffers are not allocated per call
+(``ffi.new`` costs ~100 ns): they come from pools (plain lists; ``pop`` and
+``append`` are atomic under the GIL), so a buffer belongs to exactly one call
+at a time -- safe across threads, and across a re-entrant call made by a
+finalizer on the same thread, which a ``threading.local`` buffer would not
+be.  A call that raises drops its buffer (the next call allocates a new
+one); buffers larger than ``_POOL_MAX_BYTES`` are never pooled.
 
 ``c_api()`` returns the C-backed namespace whatever ``LSM_PURE`` says (None
 when the extension is not built): the equivalence tests compare it with the
@@ -30,11 +51,32 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+from array import array
+from struct import unpack as _unpack_struct
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from lsm import _twins
-from lsm._twins import CMP_BYTEWISE, CMP_INTERNAL, MERGE_COMPACT, MERGE_READ
+from lsm._twins import (
+    CMP_BYTEWISE,
+    CMP_INTERNAL,
+    MERGE_COMPACT,
+    MERGE_READ,
+    MAX_SEQUENCE,
+    check_batch_args,
+    check_batch_single_args,
+    check_block_encode_args,
+    check_block_get_args,
+    check_bloom_build_args,
+    check_buffer,
+    check_bytes_arg,
+    check_bytes_list,
+    check_int,
+    check_log_args,
+    check_merge_args,
+    check_seek_args,
+    corruption,
+)
 
 FUNCTIONS = (
     "checksum", "encode_varint", "decode_varint32", "decode_varint64",
@@ -43,30 +85,448 @@ FUNCTIONS = (
     "log_encode_record", "batch_encode_single", "batch_encode", "user_keys",
 )
 
+# The C functions the wrappers call (a module lacking one is a stale build).
+C_FUNCTIONS = (
+    "lsm_xxh64", "lsm_encode_varint", "lsm_decode_varint32", "lsm_decode_varint64",
+    "lsm_block_encode", "lsm_block_decode", "lsm_block_seek", "lsm_block_get",
+    "lsm_bloom_build", "lsm_bloom_may_contain", "lsm_merge", "lsm_log_encode",
+    "lsm_batch_encode_single", "lsm_batch_encode", "lsm_user_keys_format",
+)
+
 __all__ = [
     "implementation", "c_api", *FUNCTIONS,
     "CMP_BYTEWISE", "CMP_INTERNAL", "MERGE_READ", "MERGE_COMPACT",
 ]
+
+_M64 = (1 << 64) - 1
+_U32_MAX = 0xFFFFFFFF
+_MAX_RI = _twins.MAX_RESTART_INTERVAL
+_MAX_BPK = _twins.MAX_BITS_PER_KEY
+_LOG_BLOCK = _twins.LOG_BLOCK_SIZE
+_BYTES = {bytes}
+_INTS = {int}
+_SEQS = (list, tuple)
+_POOL_MAX_BYTES = 1 << 20   # larger scratch buffers are allocated per call
+_SCRATCH_MIN = 4096
 
 _c_namespace: Optional[SimpleNamespace] = None
 _c_import_error: Optional[BaseException] = None
 _c_tried = False
 
 
+def _error(rc: int, offset: int, run: Optional[int] = None) -> Exception:
+    """The twins' exception for a negative C return code."""
+    if rc == _twins.ERR_NO_MEMORY:
+        return MemoryError("native core: out of memory")
+    if rc == _twins.ERR_TOO_LARGE:
+        return _twins.InvalidArgumentError(_twins.TOO_LARGE_MESSAGE)
+    if rc in _twins.ERRORS:
+        return corruption(rc, offset, run)
+    return RuntimeError(f"native core returned unknown code {rc}")  # a bug, not bad input
+
+
 def _make_c_api(mod: Any) -> SimpleNamespace:
-    """The C-backed namespace over the extension module ``mod``."""
-    missing = [name for name in FUNCTIONS if not callable(getattr(mod, name, None))]
+    """Build the C-backed functions over the cffi module ``mod`` (its
+    ``ffi`` and ``lib``).  Raises ImportError for a stale build."""
+    ffi = getattr(mod, "ffi", None)
+    lib = getattr(mod, "lib", None)
+    if ffi is None or lib is None:
+        raise ImportError("lsm._lsm_c is a stale build (not the cffi module of native/build.py); "
+                          "rebuild it: pip install -e .")
+    missing = [name for name in C_FUNCTIONS if not hasattr(lib, name)]
     if missing:
         raise ImportError(f"lsm._lsm_c is a stale build (no {', '.join(missing)}); "
                           "rebuild it: pip install -e .")
-    ns = SimpleNamespace(**{name: getattr(mod, name) for name in FUNCTIONS})
-    ns.CMP_BYTEWISE = CMP_BYTEWISE
-    ns.CMP_INTERNAL = CMP_INTERNAL
-    ns.MERGE_READ = MERGE_READ
-    ns.MERGE_COMPACT = MERGE_COMPACT
-    ns.implementation = "native"
-    ns.module = mod
-    return ns
+
+    alloc = ffi.new_allocator(should_clear_after_alloc=False)
+    from_buffer = ffi.from_buffer
+    cunpack = ffi.unpack
+    cbuffer = ffi.buffer
+    NULL = ffi.NULL
+
+    c_xxh64 = lib.lsm_xxh64
+    c_encode_varint = lib.lsm_encode_varint
+    c_decode_varint32 = lib.lsm_decode_varint32
+    c_decode_varint64 = lib.lsm_decode_varint64
+    c_block_encode = lib.lsm_block_encode
+    c_block_decode = lib.lsm_block_decode
+    c_block_seek = lib.lsm_block_seek
+    c_block_get = lib.lsm_block_get
+    c_bloom_build = lib.lsm_bloom_build
+    c_bloom_may_contain = lib.lsm_bloom_may_contain
+    c_merge = lib.lsm_merge
+    c_log_encode = lib.lsm_log_encode
+    c_batch_encode_single = lib.lsm_batch_encode_single
+    c_batch_encode = lib.lsm_batch_encode
+    c_user_keys_format = lib.lsm_user_keys_format
+
+    # Pools (see the module docstring): size_t[8] / uint64_t[8] out-params,
+    # and char[] scratch buffers of at least _SCRATCH_MIN bytes.
+    sizes: list = []
+    u64s: list = []
+    bufs: list = []
+
+    def take_sizes() -> Any:
+        return sizes.pop() if sizes else alloc("size_t[8]")
+
+    def take_u64s() -> Any:
+        return u64s.pop() if u64s else alloc("uint64_t[8]")
+
+    def take_buf(n: int) -> Any:
+        """A char[] of at least ``n`` bytes (pooled when small enough)."""
+        if bufs:
+            buf = bufs.pop()
+            if len(buf) >= n:
+                return buf
+        size = _SCRATCH_MIN
+        while size < n:
+            size *= 2
+        return alloc("char[]", size)
+
+    def give_buf(buf: Any) -> None:
+        if len(buf) <= _POOL_MAX_BYTES:
+            bufs.append(buf)
+
+    def u64_array(values: Any) -> Any:
+        return from_buffer("uint64_t[]", values)
+
+    # ------------------------------------------------- checksum, varints
+
+    def checksum(data: bytes, seed: int = 0) -> int:
+        if type(data) is not bytes:
+            data = check_buffer(data, "data")
+        if type(seed) is not int or seed < 0 or seed > _M64:
+            check_int(seed, "seed", 0, _M64)
+        return c_xxh64(data, len(data), seed)
+
+    small = [bytes((i,)) for i in range(0x80)]
+
+    def encode_varint(value: int) -> bytes:
+        if type(value) is int and 0 <= value < 0x80:
+            return small[value]
+        check_int(value, "value", 0, _M64)
+        buf = take_buf(10)
+        out = cunpack(buf, c_encode_varint(value, buf))
+        bufs.append(buf)
+        return out
+
+    def decode_varint32(buf: bytes, offset: int = 0) -> tuple[int, int]:
+        if type(buf) is not bytes:
+            buf = check_buffer(buf, "buf")
+        if type(offset) is not int or offset < 0 or offset > len(buf):
+            check_int(offset, "offset", 0, len(buf))
+        r = c_decode_varint32(buf, len(buf), offset)
+        if r < 0:
+            raise _error(r, offset)
+        return r >> 3, offset + (r & 7)
+
+    def decode_varint64(buf: bytes, offset: int = 0) -> tuple[int, int]:
+        if type(buf) is not bytes:
+            buf = check_buffer(buf, "buf")
+        if type(offset) is not int or offset < 0 or offset > len(buf):
+            check_int(offset, "offset", 0, len(buf))
+        res = take_u64s()
+        rc = c_decode_varint64(buf, len(buf), offset, res)
+        if rc < 0:
+            raise _error(rc, offset)
+        out = res[0], res[1]
+        u64s.append(res)
+        return out
+
+    # --------------------------------------------------------- blocks
+
+    def block_encode(keys: Sequence[bytes], values: Sequence[bytes],
+                     restart_interval: int) -> bytes:
+        if not (type(keys) in _SEQS and type(values) in _SEQS and len(keys) == len(values)
+                and type(restart_interval) is int and 1 <= restart_interval <= _MAX_RI
+                and (not keys or {*map(type, keys)} == _BYTES)
+                and (not values or {*map(type, values)} == _BYTES)):
+            check_block_encode_args(keys, values, restart_interval)
+        keys = tuple(keys)      # one snapshot: the join and the lengths agree
+        values = tuple(values)
+        n = len(keys)
+        if n != len(values):
+            raise RuntimeError("block_encode: lists changed during the call")
+        kbuf = b"".join(keys)
+        vbuf = b"".join(values)
+        klens = array("Q", map(len, keys))
+        vlens = array("Q", map(len, values))
+        nrestarts = (n + restart_interval - 1) // restart_interval if n else 1
+        cap = 15 * n + len(kbuf) + len(vbuf) + 4 * nrestarts + 4   # lsm_block_encode_bound
+        out = take_buf(cap)
+        res = take_sizes()
+        rc = c_block_encode(kbuf, len(kbuf), u64_array(klens), vbuf, len(vbuf),
+                            u64_array(vlens), n, restart_interval, out, cap, res)
+        if rc < 0:
+            if rc == _twins.ERR_TOO_LARGE:
+                check_block_encode_args(keys, values, restart_interval)  # a length >= 2**32
+            raise _error(rc, 0)
+        block = cunpack(out, res[0])
+        give_buf(out)
+        sizes.append(res)
+        return block
+
+    def block_decode(block: bytes) -> tuple[list[bytes], list[bytes]]:
+        if type(block) is not bytes:
+            block = check_buffer(block, "block")
+        n = len(block)
+        info = take_sizes()
+        out = take_buf(2 * n)
+        fmt = take_buf(3 * n + 64)
+        info[0] = len(out)
+        info[1] = len(fmt)
+        rc = c_block_decode(block, n, info, out, fmt)
+        if rc == _twins.ERR_TOO_LARGE:
+            # the keys expand beyond the guess: measure (and validate), then
+            # decode into buffers of the exact sizes
+            rc = c_block_decode(block, n, info, ffi.NULL, ffi.NULL)
+            if rc < 0:
+                raise _error(rc, info[2])
+            give_buf(out)
+            give_buf(fmt)
+            out = take_buf(info[1] + info[3])
+            fmt = take_buf(info[4] + 44)
+            info[0] = len(out)
+            info[1] = len(fmt)
+            rc = c_block_decode(block, n, info, out, fmt)
+        if rc < 0:
+            raise _error(rc, info[2])
+        if info[0] == 0:
+            keys: list[bytes] = []
+            values: list[bytes] = []
+        else:
+            # one C-level call cuts key0 value0 key1 value1 ... into bytes
+            items = _unpack_struct(cunpack(fmt, info[4]), cbuffer(out, info[1] + info[3]))
+            keys = list(items[0::2])
+            values = list(items[1::2])
+        give_buf(out)
+        give_buf(fmt)
+        sizes.append(info)
+        return keys, values
+
+    def block_seek(block: bytes, target: bytes, cmp: int) -> Optional[tuple[int, bytes, bytes]]:
+        if (type(block) is not bytes or type(target) is not bytes or type(cmp) is not int
+                or not (cmp == 0 or (cmp == 1 and len(target) >= 8))):
+            block = check_seek_args(block, target, cmp)
+        n = len(block)
+        keybuf = take_buf(n)
+        info = take_sizes()
+        rc = c_block_seek(block, n, target, len(target), cmp, keybuf, info)
+        if rc < 0:
+            raise _error(rc, info[4])
+        if rc == 0:
+            res = None
+        else:
+            res = info[0], cunpack(keybuf, info[1]), block[info[2]:info[3]]
+        give_buf(keybuf)
+        sizes.append(info)
+        return res
+
+    def block_get(block: bytes, user_key: bytes, read_seq: int) -> Optional[tuple[int, int, bytes]]:
+        if (type(block) is not bytes or type(user_key) is not bytes or type(read_seq) is not int
+                or read_seq < 0 or read_seq > MAX_SEQUENCE):
+            block = check_block_get_args(block, user_key, read_seq)
+        n = len(block)
+        scratch = take_buf(n + len(user_key) + 8)
+        info = take_u64s()
+        rc = c_block_get(block, n, user_key, len(user_key), read_seq, scratch, info)
+        if rc < 0:
+            raise _error(rc, info[3])
+        if rc == 0:
+            res = None
+        else:
+            t = info[0]
+            res = t >> 8, t & 0xFF, block[info[1]:info[2]]
+        give_buf(scratch)
+        u64s.append(info)
+        return res
+
+    # ---------------------------------------------------------- bloom
+
+    def bloom_build(keys: Sequence[bytes], bits_per_key: int) -> bytes:
+        if not (type(keys) in _SEQS and (not keys or {*map(type, keys)} == _BYTES)
+                and type(bits_per_key) is int and 1 <= bits_per_key <= _MAX_BPK):
+            check_bloom_build_args(keys, bits_per_key)
+        keys = tuple(keys)
+        kbuf = b"".join(keys)
+        klens = array("Q", map(len, keys))
+        nbytes = _twins.bloom_size(len(keys), bits_per_key)[0]
+        out = take_buf(nbytes + 1)
+        rc = c_bloom_build(kbuf, len(kbuf), u64_array(klens), len(keys), bits_per_key, out)
+        if rc < 0:
+            raise _error(rc, 0)
+        f = cunpack(out, nbytes + 1)
+        give_buf(out)
+        return f
+
+    def bloom_may_contain(filter: bytes, key: bytes) -> bool:
+        if type(filter) is not bytes:
+            filter = check_buffer(filter, "filter")
+        if type(key) is not bytes:
+            check_bytes_arg(key, "key")
+        rc = c_bloom_may_contain(filter, len(filter), key, len(key))
+        if rc < 0:
+            raise _error(rc, 0)
+        return rc == 1
+
+    # ------------------------------------------------- internal keys
+
+    def user_keys(keys: Sequence[bytes]) -> list[bytes]:
+        if not (type(keys) in _SEQS and (not keys or {*map(type, keys)} == _BYTES)):
+            check_bytes_list(keys, "keys")
+        keys = tuple(keys)
+        n = len(keys)
+        if n == 0:
+            return []
+        kbuf = b"".join(keys)
+        klens = array("Q", map(len, keys))
+        fmt = take_buf(25 * n + 1)
+        err = take_sizes()
+        rc = c_user_keys_format(u64_array(klens), n, fmt, err)
+        if rc < 0:
+            raise _error(rc, err[0])
+        # one C-level call cuts the user keys out of the concatenation
+        out = list(_unpack_struct(cunpack(fmt, rc), kbuf))
+        give_buf(fmt)
+        sizes.append(err)
+        return out
+
+    # ---------------------------------------------------------- merge
+
+    def merge(runs: Sequence[tuple[Sequence[bytes], Sequence[bytes]]], read_seq: int,
+              snapshots: Sequence[int] = (), mode: int = MERGE_READ,
+              bottom: bool = False) -> tuple[list[bytes], list[bytes]]:
+        snaps = snapshots
+        if not _merge_args_ok(runs, read_seq, snapshots, mode, bottom):
+            runs, snaps = check_merge_args(runs, read_seq, snapshots, mode, bottom)
+        # one snapshot of every run: the buffers, lengths and objects agree
+        all_keys: list = []
+        all_vals: list = []
+        starts = array("Q", [0])
+        for run_keys, run_vals in runs:
+            all_keys += run_keys
+            all_vals += run_vals
+            if len(all_keys) != len(all_vals):
+                raise RuntimeError("merge: runs changed during the call")
+            starts.append(len(all_keys))
+        total = len(all_keys)
+        if total == 0:
+            return [], []
+        kbuf = b"".join(all_keys)
+        klens = u64_array(array("Q", map(len, all_keys)))
+        c_starts = u64_array(starts)
+        c_snaps = u64_array(array("Q", snaps or (0,)))
+        out = alloc("uint64_t[]", total)
+        err = take_sizes()
+        flag = 1 if bottom else 0
+        # only range tombstones need their values: try without them first
+        rc = c_merge(len(starts) - 1, c_starts, kbuf, len(kbuf), klens, NULL, 0, NULL,
+                     read_seq, c_snaps, len(snaps), mode, flag, out, err)
+        if rc == _twins.ERR_NEED_VALUES:
+            vbuf = b"".join(all_vals)
+            rc = c_merge(len(starts) - 1, c_starts, kbuf, len(kbuf), klens,
+                         vbuf, len(vbuf), u64_array(array("Q", map(len, all_vals))),
+                         read_seq, c_snaps, len(snaps), mode, flag, out, err)
+        if rc < 0:
+            raise _error(rc, err[1], err[0])
+        sizes.append(err)
+        idx = cunpack(out, rc)
+        return list(map(all_keys.__getitem__, idx)), list(map(all_vals.__getitem__, idx))
+
+    # --------------------------------------------- WAL record, batches
+
+    def log_encode_record(payload: bytes, block_offset: int) -> bytes:
+        if (type(payload) is not bytes or type(block_offset) is not int
+                or block_offset < 0 or block_offset >= _LOG_BLOCK):
+            payload = check_log_args(payload, block_offset)
+        n = len(payload)
+        out = take_buf(n + 13 * (n // (_LOG_BLOCK - 7) + 2))   # lsm_log_encode_bound
+        rec = cunpack(out, c_log_encode(payload, n, block_offset, out))
+        give_buf(out)
+        return rec
+
+    def batch_encode_single(sequence: int, kind: int, key: bytes, value: bytes) -> bytes:
+        if not (type(sequence) is int and 0 <= sequence <= MAX_SEQUENCE
+                and type(kind) is int and type(key) is bytes and type(value) is bytes
+                and (kind == 1 or (kind == 0 and not value) or (kind == 2 and key < value))
+                and len(key) <= _U32_MAX and len(value) <= _U32_MAX):
+            check_batch_single_args(sequence, kind, key, value)
+        out = take_buf(23 + len(key) + len(value))
+        rec = cunpack(out, c_batch_encode_single(sequence, kind, key, len(key), value,
+                                                 len(value), out))
+        give_buf(out)
+        return rec
+
+    def batch_encode(sequence: int, items: Sequence[tuple[int, bytes, bytes]]) -> bytes:
+        n = len(items) if type(items) in _SEQS else 0
+        if not (type(sequence) is int and type(items) in _SEQS and 0 <= sequence
+                and sequence + max(n - 1, 0) <= MAX_SEQUENCE):
+            check_batch_args(sequence, items)
+        items = tuple(items)
+        n = len(items)
+        if n == 0:
+            kinds = keys = vals = ()
+        elif {*map(type, items)} == {tuple} and {*map(len, items)} == {3}:
+            kinds, keys, vals = zip(*items)
+            if not ({*map(type, kinds)} == _INTS and {*map(type, keys)} == _BYTES
+                    and {*map(type, vals)} == _BYTES and min(kinds) >= 0 and max(kinds) <= 2):
+                check_batch_args(sequence, items)   # raises, or accepts subclasses
+        else:
+            check_batch_args(sequence, items)
+            kinds, keys, vals = zip(*items)
+        kbuf = b"".join(keys)
+        vbuf = b"".join(vals)
+        klens = array("Q", map(len, keys))
+        vlens = array("Q", map(len, vals))
+        cap = 12 + 11 * n + len(kbuf) + len(vbuf)
+        out = take_buf(cap)
+        rc = c_batch_encode(sequence, n, bytes(kinds), kbuf, len(kbuf), u64_array(klens),
+                            vbuf, len(vbuf), u64_array(vlens), out, cap)
+        if rc < 0:
+            if rc == _twins.ERR_INVALID:
+                check_batch_args(sequence, items)   # raises the reference error
+            raise _error(rc, 0)
+        batch = cunpack(out, rc)
+        give_buf(out)
+        return batch
+
+    return SimpleNamespace(
+        checksum=checksum, encode_varint=encode_varint,
+        decode_varint32=decode_varint32, decode_varint64=decode_varint64,
+        block_encode=block_encode, block_decode=block_decode, block_seek=block_seek,
+        block_get=block_get, bloom_build=bloom_build, bloom_may_contain=bloom_may_contain,
+        merge=merge, log_encode_record=log_encode_record,
+        batch_encode_single=batch_encode_single, batch_encode=batch_encode,
+        user_keys=user_keys,
+        CMP_BYTEWISE=CMP_BYTEWISE, CMP_INTERNAL=CMP_INTERNAL,
+        MERGE_READ=MERGE_READ, MERGE_COMPACT=MERGE_COMPACT,
+        implementation="native", module=mod, ffi=ffi, lib=lib,
+    )
+
+
+def _merge_args_ok(runs: Any, read_seq: Any, snapshots: Any, mode: Any, bottom: Any) -> bool:
+    """The common valid shape of merge's arguments (exact types): True means
+    ``check_merge_args`` would accept them unchanged.  O(entries)."""
+    if type(runs) not in _SEQS or type(read_seq) is not int or not 0 <= read_seq <= MAX_SEQUENCE:
+        return False
+    if not (mode == 0 or mode == 1) or type(mode) is not int or type(bottom) is not bool:
+        return False
+    if type(snapshots) not in _SEQS:
+        return False
+    if snapshots:
+        if {*map(type, snapshots)} != _INTS or snapshots[0] < 0 or snapshots[-1] > MAX_SEQUENCE:
+            return False
+        if any(a > b for a, b in zip(snapshots, snapshots[1:])):
+            return False
+    for run in runs:
+        if type(run) not in _SEQS or len(run) != 2:
+            return False
+        keys, values = run
+        if type(keys) not in _SEQS or type(values) not in _SEQS or len(keys) != len(values):
+            return False
+        if keys and ({*map(type, keys)} != _BYTES or {*map(type, values)} != _BYTES):
+            return False
+    return True
 
 
 def c_api() -> Optional[SimpleNamespace]:

@@ -136,6 +136,8 @@ ERR_MERGE_BAD_KIND = -31
 ERR_MERGE_UNSORTED = -32
 ERR_NO_MEMORY = -90
 ERR_TOO_LARGE = -91
+ERR_INVALID = -92  # C only: an argument the twin's validator rejects
+ERR_NEED_VALUES = -93  # C only: lsm_merge called without values met a range tombstone
 
 TOO_LARGE_MESSAGE = "input too large (a block may not exceed 4 GiB)"
 

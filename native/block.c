@@ -359,3 +359,32 @@ int lsm_block_seek_ex(const char *block, size_t len, const char *target, size_t 
     *err = 0;
     return 0;
 }
+
+/* ------------------------------------------------------------------- get */
+
+int lsm_block_get(const char *block, size_t len, const char *user_key, size_t ukl,
+                  uint64_t read_seq, char *scratch, uint64_t *info)
+{
+    /* scratch: the found key (up to len bytes), then the lookup key */
+    uint8_t *lk = (uint8_t *)scratch + len;
+    uint64_t t = (read_seq << 8) | 0xFF;
+    size_t si[5];
+    int rc;
+
+    info[0] = info[1] = info[2] = info[3] = 0;
+    if (ukl)
+        memcpy(lk, user_key, ukl);
+    lsm_wr32(lk + ukl, (uint32_t)t);
+    lsm_wr32(lk + ukl + 4, (uint32_t)(t >> 32));
+    rc = lsm_block_seek_ex(block, len, (const char *)lk, ukl + 8, 1, scratch, si, 0);
+    if (rc < 0) {
+        info[3] = si[4];
+        return rc;
+    }
+    if (rc == 0 || si[1] != ukl + 8 || (ukl && memcmp(scratch, lk, ukl) != 0))
+        return 0;
+    info[0] = lsm_rd64((const uint8_t *)scratch + ukl);
+    info[1] = si[2];
+    info[2] = si[3];
+    return 1;
+}

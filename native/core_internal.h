@@ -110,7 +110,7 @@ static inline int lsm_cmp_internal(const uint8_t *a, size_t al, const uint8_t *b
 uint64_t lsm_xxh64_u8(const uint8_t *p, size_t len, uint64_t seed);
 
 /* ------------------------------------------------- data block scanning
- * Shared by block.c and the Python binding (pymod.c): the trailer checks
+ * Shared by block.c's decoder and seek: the trailer checks
  * (validation steps 1-4 of lsm/_twins.py) and one entry at a time with the
  * step-5 checks. */
 

@@ -106,3 +106,31 @@ size_t lsm_batch_encode_single(uint64_t sequence, int kind, const char *key, siz
     lsm_batch_header(sequence, 1, out);
     return 12 + lsm_batch_record(kind, key, key_len, value, value_len, out + 12);
 }
+
+int64_t lsm_batch_encode(uint64_t sequence, size_t n, const uint8_t *kinds,
+                         const char *keys, size_t keys_len, const uint64_t *key_lens,
+                         const char *values, size_t values_len, const uint64_t *value_lens,
+                         char *out, size_t cap)
+{
+    size_t i, ko = 0, vo = 0, p = 12;
+    if (cap < 12 || n > 0xFFFFFFFFu)
+        return LSM_ERR_TOO_LARGE;
+    lsm_batch_header(sequence, (uint32_t)n, out);
+    for (i = 0; i < n; i++) {
+        size_t kl = (size_t)key_lens[i], vl = (size_t)value_lens[i];
+        int kind = kinds[i];
+        if (key_lens[i] > keys_len - ko || value_lens[i] > values_len - vo)
+            return LSM_ERR_TOO_LARGE;
+        if (kind > 2 || key_lens[i] > 0xFFFFFFFFu || value_lens[i] > 0xFFFFFFFFu ||
+            (kind == 0 && vl != 0) ||
+            (kind == 2 && lsm_cmp_bytes((const uint8_t *)keys + ko, kl,
+                                        (const uint8_t *)values + vo, vl) >= 0))
+            return LSM_ERR_INVALID;
+        if (11 + kl + vl > cap - p)
+            return LSM_ERR_TOO_LARGE;
+        p += lsm_batch_record(kind, keys + ko, kl, values + vo, vl, out + p);
+        ko += kl;
+        vo += vl;
+    }
+    return (int64_t)p;
+}

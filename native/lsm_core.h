@@ -1,9 +1,11 @@
 /*
  * lsm_core.h - the native core of superdisk-lsm: public C API.
  *
- * Leaf functions over plain buffers; none of them touches Python objects, so
- * the Python binding (native/pymod.c, module lsm._lsm_c, built by
- * native/build.py) may call them with the GIL released.
+ * Leaf functions over plain buffers; none of them touches Python objects.
+ * native/build.py gives the prototypes between the CDEF markers below to
+ * cffi (out-of-line API mode), which builds the module lsm._lsm_c; its
+ * generated wrappers call every function with the GIL released.  The
+ * Python side (argument checks, building Python objects) is lsm/_native.py.
  *
  * Contract: identical results to the pure-Python twins in lsm/_twins.py,
  * which document the formats (data block, bloom filter, varints, XXH64) and
@@ -45,6 +47,14 @@
 #define LSM_ERR_MERGE_UNSORTED          (-32)
 #define LSM_ERR_NO_MEMORY               (-90)
 #define LSM_ERR_TOO_LARGE               (-91)
+/* An argument breaks a documented precondition (the Python binding then
+ * runs the twin's validator, which raises the reference error). */
+#define LSM_ERR_INVALID                 (-92)
+/* lsm_merge was called without values, but a run holds a range tombstone. */
+#define LSM_ERR_NEED_VALUES             (-93)
+
+/* CDEF BEGIN: everything from here to CDEF END is given to cffi's cdef
+ * (plain prototypes only, no macros). */
 
 /* XXH64 of data[0..len) with seed; equals xxhash.xxh64_intdigest. */
 uint64_t lsm_xxh64(const char *data, size_t len, uint64_t seed);
@@ -122,7 +132,10 @@ int lsm_bloom_may_contain(const char *filter, size_t len, const char *key, size_
  * run_starts[r] .. run_starts[r+1]-1; entry g is key g / value g of the
  * concatenated buffers.  Writes the global indices of the emitted entries,
  * in order, to out (room for every entry) and returns their number, or a
- * negative code with err[0] = run, err[1] = entry index in the run. */
+ * negative code with err[0] = run, err[1] = entry index in the run.  Only
+ * range tombstones (kind 2) read their value: values and value_lens may be
+ * NULL, and then LSM_ERR_NEED_VALUES is returned (before the runs are
+ * validated) if a key of at least 8 bytes has kind 2. */
 int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
                   const char *keys, size_t keys_len, const uint64_t *key_lens,
                   const char *values, size_t values_len, const uint64_t *value_lens,
@@ -154,5 +167,37 @@ size_t lsm_batch_encode_single(uint64_t sequence, int kind, const char *key, siz
 void lsm_batch_header(uint64_t sequence, uint32_t count, char *out);
 size_t lsm_batch_record(int kind, const char *key, size_t key_len, const char *value,
                         size_t value_len, char *out);
+
+/* A write batch of n records (lsm/batch.py layout) at sequence: record i
+ * is kinds[i] with key i / value i of the concatenated buffers (the value
+ * is written only for kinds 1 and 2).  Writes at most 12 + 11 * n +
+ * keys_len + values_len bytes to out; returns the length,
+ * LSM_ERR_TOO_LARGE when the lengths do not fit the buffers or cap, or
+ * LSM_ERR_INVALID when a record breaks batch_encode's rules (kind > 2, a
+ * length >= 2**32, a kind-0 value that is not empty, a kind-2 range whose
+ * start is not below its end). */
+int64_t lsm_batch_encode(uint64_t sequence, size_t n, const uint8_t *kinds,
+                         const char *keys, size_t keys_len, const uint64_t *key_lens,
+                         const char *values, size_t values_len, const uint64_t *value_lens,
+                         char *out, size_t cap);
+
+/* Point lookup in a block of internal keys (block_get in lsm/_twins.py):
+ * seeks user_key + u64le(read_seq << 8 | 0xFF) under the internal order
+ * without computing an index (lsm_block_seek_ex, want_index 0).  scratch
+ * has room for len + ukl + 8 bytes.  Returns 1 when the entry found has
+ * user key user_key (info[0] = its trailer, info[1] / info[2] = value
+ * start / end in the block), 0 when not, or a negative code (info[3] =
+ * error offset). */
+int lsm_block_get(const char *block, size_t len, const char *user_key, size_t ukl,
+                  uint64_t read_seq, char *scratch, uint64_t *info);
+
+/* The struct format that cuts the concatenation of n internal keys of
+ * lengths key_lens into their user keys ("<l0-8>s8x<l1-8>s8x..."), into
+ * fmt (room for 25 * n + 1 bytes).  Returns its length, or
+ * LSM_ERR_MERGE_SHORT_KEY with *err = the index of the first key shorter
+ * than 8 bytes. */
+int64_t lsm_user_keys_format(const uint64_t *key_lens, size_t n, char *fmt, size_t *err);
+
+/* CDEF END */
 
 #endif

@@ -337,15 +337,27 @@ int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
         return LSM_ERR_NO_MEMORY;
     }
     for (g = 0; g < total; g++) {
-        if (key_lens[g] > keys_len - ko || value_lens[g] > values_len - vo) {
+        if (key_lens[g] > keys_len - ko ||
+            (values != NULL && value_lens[g] > values_len - vo)) {
             free(kp);
             free(kl);
             return LSM_ERR_TOO_LARGE;
         }
         kp[g] = keys + ko;
         kl[g] = (size_t)key_lens[g];
-        kp[total + g] = values + vo;
-        kl[total + g] = (size_t)value_lens[g];
+        if (values == NULL) {
+            /* only range tombstones read their values (the end key) */
+            if (kl[g] >= 8 && (uint8_t)kp[g][kl[g] - 8] == 2) {
+                free(kp);
+                free(kl);
+                return LSM_ERR_NEED_VALUES;
+            }
+            kp[total + g] = keys; /* never read */
+            kl[total + g] = 0;
+        } else {
+            kp[total + g] = values + vo;
+            kl[total + g] = (size_t)value_lens[g];
+        }
         ko += kl[g];
         vo += kl[total + g];
     }
@@ -354,4 +366,33 @@ int64_t lsm_merge(size_t nruns, const uint64_t *run_starts,
     free(kp);
     free(kl);
     return rc;
+}
+
+/* ------------------------------------------------------------ user keys */
+
+int64_t lsm_user_keys_format(const uint64_t *key_lens, size_t n, char *fmt, size_t *err)
+{
+    size_t i, p = 0;
+    *err = 0;
+    for (i = 0; i < n; i++) {
+        uint64_t u;
+        char tmp[24];
+        size_t d = 0;
+        if (key_lens[i] < 8) {
+            *err = i;
+            return LSM_ERR_MERGE_SHORT_KEY;
+        }
+        u = key_lens[i] - 8;
+        do {
+            tmp[d++] = (char)('0' + u % 10);
+            u /= 10;
+        } while (u);
+        while (d)
+            fmt[p++] = tmp[--d];
+        fmt[p++] = 's';
+        fmt[p++] = '8';
+        fmt[p++] = 'x';
+    }
+    fmt[p] = '\0';
+    return (int64_t)p;
 }
