@@ -1,13 +1,14 @@
 """Pure-Python twins of the native core (``native/``): the reference semantics.
 
-Every function here has a C counterpart in ``lsm._lsm_c`` (``native/pymod.c``,
-exported by ``lsm/_native.py``) that must return the same bytes and raise the
-same error (type, message and offset) on every input, malformed input
-included.  ``tests/test_native_equivalence.py`` and
-``tests/test_native_records.py`` check it.  When the two disagree, this file
-is the specification.  The ``check_*`` validators are shared: the C
-functions call them for any argument shape their own fast checks do not
-accept, so the error messages live only here.
+Every function here has a C-backed counterpart in ``lsm/_native.py`` (thin
+wrappers over the cffi module ``lsm._lsm_c``, built from ``native/``) that
+must return the same bytes and raise the same error (type, message and
+offset) on every input, malformed input included.
+``tests/test_native_equivalence.py`` and ``tests/test_native_records.py``
+check it.  When the two disagree, this file is the specification.  The
+``check_*`` validators are shared: the C-backed wrappers call them for any
+argument shape their own fast checks do not accept, so the error messages
+live only here.
 
 Formats (do not change: on-disk)
 --------------------------------
