@@ -120,8 +120,16 @@ def test_kill_9_writer_process(tmp_path):
     assert summary["rounds"] == 2 and summary["writes"] > 0
 
 
+def test_kill_9_superdisk_with_cache_faults(tmp_path):
+    """SIGKILLed writer on a SuperDisk whose cache leg is lost or corrupted
+    between rounds: every sync-acknowledged write survives."""
+    summary = stress.run(str(tmp_path), duration=3.0, kills=2, seed=9, keys=500,
+                         device="superdisk", quiet=True)
+    assert summary["rounds"] == 2
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("device", ["posix", "blockfs"])
+@pytest.mark.parametrize("device", ["posix", "blockfs", "superdisk"])
 def test_kill_9_soak(tmp_path, device):
     summary = stress.run(str(tmp_path), duration=60.0, kills=0, seed=12, keys=2000,
                          device=device, quiet=True)

@@ -6,16 +6,20 @@ on stdout the index of each write it has finished (``ACK i``, ``SYNC i`` for
 sync writes).  The parent kills it with SIGKILL at a random moment, reopens
 the DB and verifies the crash guarantee with
 ``lsm.testing.verify_prefix_of_history``: the DB holds exactly the first k
-writes for some k, with k past every reported sync write -- and, because the
-writes reached the OS before the kill, past every reported write.  The next
+writes for some k, with k past every reported sync write -- and, on a
+directory, where every write reached the OS before the kill, past every
+reported write.  The next
 writer continues the history from k.  Options are small so that flushes and
 compactions run while the writer is killed.
 
     lsm-stress [--dir DIR] [--duration S] [--kills N] [--seed N] [--keys N]
-               [--device posix|blockfs] [--quiet]
+               [--device posix|blockfs|superdisk] [--no-faults] [--quiet]
 
 ``--device blockfs`` keeps the DB inside a file-backed block device
-(blockdev.FileDevice) through BlockFS.  Exit status 0 when every round
+(blockdev.FileDevice) through BlockFS; ``--device superdisk`` inside a
+SuperDisk of two file legs, and between rounds the cache leg is lost or given
+bad sectors (unless ``--no-faults``): the array must heal from the durable
+leg without losing a verified write.  Exit status 0 when every round
 verified, 1 on a violation (the message names the first differing key).
 """
 
@@ -63,6 +67,18 @@ def history_op(seed: int, i: int, keys: int) -> tuple[list[tuple], bool]:
 
 def _open(target: Any, device: str, create: bool) -> Any:
     import lsm
+    if device == "superdisk":
+        import blockdev
+        durable = os.path.join(target, "durable.img")
+        cache = os.path.join(target, "cache.img")
+        sd = blockdev.SuperDisk.open(durable=durable, cache=cache,
+                                     create=not os.path.exists(durable), size=DEVICE_SIZE)
+        try:
+            db = lsm.DB(sd, create_if_missing=create, **STRESS_OPTIONS)
+        except BaseException:
+            sd.close()
+            raise
+        return db, sd
     if device == "blockfs":
         import blockdev
         from blockdev.file import FileDevice
@@ -97,6 +113,24 @@ def _child(args: argparse.Namespace) -> int:
         i += 1
 
 
+def _inject_cache_faults(target: str, rnd: random.Random) -> str:
+    """Between rounds, damage the SuperDisk's cache leg the way a cloud VM
+    does: lose it entirely (ephemeral local SSD) or corrupt some sectors.
+    The array must heal from the durable leg; every verified write stays."""
+    cache = os.path.join(target, "cache.img")
+    if not os.path.exists(cache):
+        return "none"
+    if rnd.random() < 0.3:
+        os.remove(cache)
+        return "cache lost"
+    size = os.path.getsize(cache)
+    with open(cache, "r+b") as f:
+        for _ in range(8):
+            f.seek(rnd.randrange(size // 2, size))   # data area, past the metadata
+            f.write(os.urandom(16))
+    return "8 bad sectors on cache"
+
+
 def _read_state(target: str, device: str) -> dict:
     db, dev = _open(target, device, False)
     try:
@@ -108,7 +142,7 @@ def _read_state(target: str, device: str) -> dict:
 
 
 def run(dir: str, duration: float, kills: int, seed: int, keys: int, device: str,
-        quiet: bool = False) -> dict:
+        quiet: bool = False, faults: bool = True) -> dict:
     """Run the stress loop; return a summary.  Raises AssertionError on a
     violation of the crash guarantee."""
     from lsm.testing import verify_prefix_of_history
@@ -158,8 +192,11 @@ def run(dir: str, duration: float, kills: int, seed: int, keys: int, device: str
         last = acked[0]
         history = [history_op(seed, i, keys)[0] for i in range(start, last + 2000)]
         recovered = _read_state(dir, device)
-        # the process died, the OS did not: every reported write must survive
-        k = verify_prefix_of_history(recovered, history, must_include=last - start + 1,
+        # the process died, the OS did not: on a directory every reported write
+        # must survive; inside a block device (BlockFS keeps the unsynced tail
+        # of a file in memory) every reported *sync* write
+        durable = last if device == "posix" else synced[0]
+        k = verify_prefix_of_history(recovered, history, must_include=durable - start + 1,
                                      initial=state)
         rounds += 1
         if not quiet:
@@ -167,6 +204,10 @@ def run(dir: str, duration: float, kills: int, seed: int, keys: int, device: str
                   f"recovered prefix {start + k} ({len(recovered)} keys) ok", flush=True)
         state = recovered
         start = start + k
+        if device == "superdisk" and faults:
+            what = _inject_cache_faults(dir, rnd)
+            if not quiet:
+                print(f"  injected: {what}", flush=True)
     return {"rounds": rounds, "writes": start, "keys": len(state)}
 
 
@@ -178,7 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="number of kill rounds (default: as many as fit in --duration)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--keys", type=int, default=2000, help="key space (default 2000)")
-    p.add_argument("--device", choices=("posix", "blockfs"), default="posix")
+    p.add_argument("--device", choices=("posix", "blockfs", "superdisk"), default="posix")
+    p.add_argument("--no-faults", action="store_true",
+                   help="superdisk: do not inject cache loss / bad sectors between rounds")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
@@ -192,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.makedirs(args.dir, exist_ok=True)
     try:
         summary = run(args.dir, args.duration, args.kills, seed, args.keys, args.device,
-                      args.quiet)
+                      args.quiet, faults=not args.no_faults)
     except AssertionError as exc:
         print(f"lsm-stress: FAILED (seed {seed}): {exc}", file=sys.stderr)
         return 1
