@@ -106,6 +106,7 @@ __all__ = ["DB", "Snapshot", "PrefixedDB", "BoundWriteBatch", "destroy_db", "rep
 _HDR = struct.Struct("<QI")          # batch header: sequence, count (lsm/batch.py layout)
 _PUT1 = struct.Struct("<QIBB")       # header + kind + 1-byte key length of a one-put batch
 _SMALL = [bytes((i,)) for i in range(128)]
+_KIND_LEN = [[bytes((kind, n)) for n in range(128)] for kind in range(3)]
 _SLOWDOWN_SLEEP = 0.001
 _TABLES = object()   # _get_once marks answers that came from tables (to be validated)              # seconds a write sleeps at the L0 slowdown trigger
 
@@ -126,12 +127,19 @@ def encode_records(seq: int, items: list[tuple[int, bytes, bytes]]) -> bytes:
     ``lsm.batch.WriteBatch.encode`` produces (tests check it).  O(bytes)."""
     parts = [_HDR.pack(seq, len(items))]
     add = parts.append
+    kind_len = _KIND_LEN
+    small = _SMALL
     for kind, key, value in items:
-        add(_SMALL[kind])
-        add(_varint(len(key)))
+        klen = len(key)
+        if klen < 128:
+            add(kind_len[kind][klen])
+        else:
+            add(small[kind])
+            add(_varint(klen))
         add(key)
         if kind:
-            add(_varint(len(value)))
+            vlen = len(value)
+            add(small[vlen] if vlen < 128 else _varint(vlen))
             add(value)
     return b"".join(parts)
 
@@ -284,7 +292,6 @@ class DB:
         self._log: LogWriter | None = None
         self._seq = 0
         self._mem_bytes = 0
-        self._mem_has_rt = False
         self._wal_bytes = 0
         self._log_dirty = False
         self._stats: Counter[str] = Counter()
@@ -562,6 +569,12 @@ class DB:
         items = batch.items()
         if not items:
             return
+        if not (isinstance(batch, BoundWriteBatch) and batch._db is self):
+            self._check_batch_limits(items)
+        self._write(items, sync)
+
+    def _check_batch_limits(self, items: list) -> None:
+        """A batch built with other limits than this DB's: check its records."""
         for kind, key, value in items:
             if len(key) > self._max_key:
                 raise InvalidArgumentError(
@@ -569,7 +582,6 @@ class DB:
             if kind == KIND_VALUE and len(value) > self._max_value:
                 raise InvalidArgumentError(
                     f"value is {len(value)} bytes, more than max_value_size {self._max_value}")
-        self._write(tuple(items), sync)
 
     def write_batch(self, sync: bool = False, transaction: bool = False) -> "BoundWriteBatch":
         """A batch bound to this DB: ``with db.write_batch() as wb: ...`` writes
@@ -614,10 +626,7 @@ class DB:
                 self._wal_bytes += len(payload)
                 mem = self._state.mem
                 mem.add_batch(seq, items)
-                for kind, key, value in items:
-                    self._mem_bytes += len(key) + len(value) + 12
-                    if kind == KIND_RANGE_TOMBSTONE:
-                        self._mem_has_rt = True
+                self._mem_bytes = mem.approximate_size
                 self._seq = seq + len(items) - 1
             finally:
                 wlock.release()
@@ -665,11 +674,9 @@ class DB:
                 self._set_bg_error(exc)
                 raise
             self._wal_bytes += len(payload)
-            self._state.mem.add_batch(seq, items)
-            for kind, key, value in items:
-                self._mem_bytes += len(key) + len(value) + 12
-                if kind == KIND_RANGE_TOMBSTONE:
-                    self._mem_has_rt = True
+            mem = self._state.mem
+            mem.add_batch(seq, items)
+            self._mem_bytes = mem.approximate_size
             self._seq = seq + len(items) - 1
             self._stats["group_commits"] += 1
             self._stats["grouped_writes"] += len(group)
@@ -755,7 +762,6 @@ class DB:
                                  st.version)
             self._log = new_log
             self._mem_bytes = 0
-            self._mem_has_rt = False
             self._cv.notify_all()
         if old_log is not None:
             old_log.close()
