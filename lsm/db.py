@@ -447,11 +447,10 @@ class DB:
         """Write ``mem`` to a new table (kind-2 entries go to the tombstone block)."""
         from lsm.compaction import build_table
         mem.freeze()
-        keys, values = mem.run()
-        entries = [(k, v) for k, v in zip(keys, values) if k[-8] != KIND_RANGE_TOMBSTONE]
+        keys, values = mem.run()     # range tombstones included as kind-2 entries
         number = self._alloc_output()
         try:
-            meta = build_table(self._fs, number, entries, mem.range_tombstones(), self._options)
+            meta = build_table(self._fs, number, zip(keys, values), (), self._options)
         except BaseException:
             with self._mutex:
                 self._pending_outputs.discard(number)
@@ -1196,11 +1195,14 @@ class DB:
             raise ArgumentTypeError(
                 f"dest must be a path or a blockdev.BlockDevice, got {type(dest).__name__}")
         try:
-            with self._compaction_lock:
-                self.flush()
-                with self._mutex:
-                    version = self._state.version
-                    release = self._pin(version)
+            # every Version is a consistent prefix of the history (flush edits add
+            # whole memtables, compaction edits swap files atomically), so after a
+            # flush the current one, pinned, is the checkpoint; no lock is held
+            # across the flush (it may wait for compactions)
+            self.flush()
+            with self._mutex:
+                version = self._state.version
+                release = self._pin(version)
             try:
                 last_seq = 0
                 top = 0
