@@ -52,6 +52,7 @@ import importlib
 import os
 import warnings
 from array import array
+from operator import itemgetter
 from struct import unpack as _unpack_struct
 from types import SimpleNamespace
 from typing import Any, Optional, Sequence
@@ -169,19 +170,21 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
     def take_sizes() -> Any:
         return sizes.pop() if sizes else alloc("size_t[8]")
 
-    def take_u64s() -> Any:
-        return u64s.pop() if u64s else alloc("uint64_t[8]")
-
-    def take_buf(n: int) -> Any:
-        """A char[] of at least ``n`` bytes (pooled when small enough)."""
-        if bufs:
-            buf = bufs.pop()
-            if len(buf) >= n:
-                return buf
+    def new_buf(n: int) -> Any:
+        """A new char[] of at least ``n`` bytes (a power of two)."""
         size = _SCRATCH_MIN
         while size < n:
             size *= 2
         return alloc("char[]", size)
+
+    def take_buf(n: int) -> Any:
+        """A char[] of at least ``n`` bytes, from the pool if it has one.
+        (The hot wrappers inline this.)"""
+        if bufs:
+            buf = bufs.pop()
+            if len(buf) >= n:
+                return buf
+        return new_buf(n)
 
     def give_buf(buf: Any) -> None:
         if len(buf) <= _POOL_MAX_BYTES:
@@ -205,7 +208,7 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
         if type(value) is int and 0 <= value < 0x80:
             return small[value]
         check_int(value, "value", 0, _M64)
-        buf = take_buf(10)
+        buf = bufs.pop() if bufs else new_buf(10)
         out = cunpack(buf, c_encode_varint(value, buf))
         bufs.append(buf)
         return out
@@ -225,7 +228,7 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
             buf = check_buffer(buf, "buf")
         if type(offset) is not int or offset < 0 or offset > len(buf):
             check_int(offset, "offset", 0, len(buf))
-        res = take_u64s()
+        res = u64s.pop() if u64s else alloc("uint64_t[8]")
         rc = c_decode_varint64(buf, len(buf), offset, res)
         if rc < 0:
             raise _error(rc, offset)
@@ -270,9 +273,13 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
         if type(block) is not bytes:
             block = check_buffer(block, "block")
         n = len(block)
-        info = take_sizes()
-        out = take_buf(2 * n)
-        fmt = take_buf(3 * n + 64)
+        info = sizes.pop() if sizes else alloc("size_t[8]")
+        out = bufs.pop() if bufs else new_buf(2 * n)
+        if len(out) < 2 * n:
+            out = new_buf(2 * n)
+        fmt = bufs.pop() if bufs else new_buf(3 * n + 64)
+        if len(fmt) < 3 * n + 64:
+            fmt = new_buf(3 * n + 64)
         info[0] = len(out)
         info[1] = len(fmt)
         rc = c_block_decode(block, n, info, out, fmt)
@@ -309,8 +316,10 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
                 or not (cmp == 0 or (cmp == 1 and len(target) >= 8))):
             block = check_seek_args(block, target, cmp)
         n = len(block)
-        keybuf = take_buf(n)
-        info = take_sizes()
+        keybuf = bufs.pop() if bufs else new_buf(n)
+        if len(keybuf) < n:
+            keybuf = new_buf(n)
+        info = sizes.pop() if sizes else alloc("size_t[8]")
         rc = c_block_seek(block, n, target, len(target), cmp, keybuf, info)
         if rc < 0:
             raise _error(rc, info[4])
@@ -318,7 +327,8 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
             res = None
         else:
             res = info[0], cunpack(keybuf, info[1]), block[info[2]:info[3]]
-        give_buf(keybuf)
+        if len(keybuf) <= _POOL_MAX_BYTES:
+            bufs.append(keybuf)
         sizes.append(info)
         return res
 
@@ -327,8 +337,11 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
                 or read_seq < 0 or read_seq > MAX_SEQUENCE):
             block = check_block_get_args(block, user_key, read_seq)
         n = len(block)
-        scratch = take_buf(n + len(user_key) + 8)
-        info = take_u64s()
+        need = n + len(user_key) + 8
+        scratch = bufs.pop() if bufs else new_buf(need)
+        if len(scratch) < need:
+            scratch = new_buf(need)
+        info = u64s.pop() if u64s else alloc("uint64_t[8]")
         rc = c_block_get(block, n, user_key, len(user_key), read_seq, scratch, info)
         if rc < 0:
             raise _error(rc, info[3])
@@ -337,7 +350,8 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
         else:
             t = info[0]
             res = t >> 8, t & 0xFF, block[info[1]:info[2]]
-        give_buf(scratch)
+        if len(scratch) <= _POOL_MAX_BYTES:
+            bufs.append(scratch)
         u64s.append(info)
         return res
 
@@ -430,8 +444,12 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
         if rc < 0:
             raise _error(rc, err[1], err[0])
         sizes.append(err)
-        idx = cunpack(out, rc)
-        return list(map(all_keys.__getitem__, idx)), list(map(all_vals.__getitem__, idx))
+        if rc == 0:
+            return [], []
+        if rc == 1:
+            return [all_keys[out[0]]], [all_vals[out[0]]]
+        pick = itemgetter(*cunpack(out, rc))
+        return list(pick(all_keys)), list(pick(all_vals))
 
     # --------------------------------------------- WAL record, batches
 

@@ -272,9 +272,10 @@ def test_user_keys_bad_arguments() -> None:
 
 @needs_c
 def test_merge_and_encode_while_another_thread_mutates_the_lists() -> None:
-    """Large calls release the GIL on private tuple copies: a thread that
-    mutates the caller's lists meanwhile cannot make them crash or return
-    garbage (each result is a valid merge of some state of the lists)."""
+    """Every C call releases the GIL, on buffers built from one snapshot of
+    the caller's lists: a thread that mutates the lists meanwhile cannot make
+    the calls crash or return garbage (each result is a valid merge of some
+    state of the lists)."""
     import threading
 
     from native_support import C

@@ -114,7 +114,18 @@ def test_keyword_arguments_and_call_errors() -> None:
 
 
 def test_stale_extension_is_refused() -> None:
-    """An extension lacking a function (an old build) is reported, not used."""
+    """A module that is not the cffi build (e.g. an old hand-written
+    extension), or one lacking a C function (an old build), is reported,
+    not used."""
     import types
-    with pytest.raises(ImportError, match="stale build"):
+    with pytest.raises(ImportError, match="stale build .not the cffi module"):
         _native._make_c_api(types.SimpleNamespace(checksum=_twins.checksum))
+    if C is not None:
+        lib = types.SimpleNamespace(**{name: getattr(C.lib, name)
+                                       for name in _native.C_FUNCTIONS[:-1]})
+        with pytest.raises(ImportError, match=f"stale build .no {_native.C_FUNCTIONS[-1]}"):
+            _native._make_c_api(types.SimpleNamespace(ffi=C.ffi, lib=lib))
+        full = types.SimpleNamespace(**{name: getattr(C.lib, name)
+                                        for name in _native.C_FUNCTIONS})
+        api = _native._make_c_api(types.SimpleNamespace(ffi=C.ffi, lib=full))
+        assert api.checksum(b"abc") == _twins.checksum(b"abc")
