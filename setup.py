@@ -9,6 +9,7 @@ and the package runs on its pure-Python twins (see lsm/_native.py);
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 
@@ -25,6 +26,23 @@ class OptionalBuildExt(build_ext):
             super().run()
         except Exception as exc:  # noqa: BLE001 - any compiler failure
             self._give_up(exc)
+            return
+        self._remove_stale_builds()
+
+    def _remove_stale_builds(self) -> None:
+        """After an in-place build, delete other builds of the same module
+        (another ABI tag, e.g. an older hand-written extension), which
+        Python could otherwise load instead of the new one."""
+        if not self.inplace:
+            return
+        for ext in self.extensions:
+            built = os.path.abspath(self.get_ext_fullpath(ext.name))
+            if not os.path.exists(built):
+                continue
+            stem = ext.name.rsplit(".", 1)[-1]
+            for path in glob.glob(os.path.join(os.path.dirname(built), stem + ".*")):
+                if os.path.abspath(path) != built and path.endswith((".so", ".pyd")):
+                    os.unlink(path)
 
     def build_extension(self, ext) -> None:  # type: ignore[no-untyped-def]
         try:
