@@ -340,12 +340,17 @@ class DB:
         fs = self._fs
         self._versions = vs = VersionSet(fs, self._options)
         if not fs.exists(filenames.CURRENT):
+            ours = [n for n in fs.list() if filenames.parse_file_name(n) is not None
+                    and n not in (filenames.LOCK, filenames.INFO_LOG, filenames.INFO_LOG_OLD)]
+            if ours:
+                # never start a new DB over the remains of an old one: its tables
+                # would look obsolete and be deleted
+                raise NotFoundError(f"{self.name} has DB files ({', '.join(sorted(ours)[:3])}"
+                                    f"{', ...' if len(ours) > 3 else ''}) but no CURRENT file; "
+                                    "run lsm.repair_db on it")
             if not create:
-                ours = [n for n in fs.list() if filenames.parse_file_name(n) is not None
-                        and n != filenames.LOCK]
-                what = "holds no DB (no CURRENT file)" if not ours else \
-                    "has DB files but no CURRENT file (try repair_db)"
-                raise NotFoundError(f"{self.name} {what} and create_if_missing is False")
+                raise NotFoundError(f"{self.name} holds no DB (no CURRENT file) and "
+                                    "create_if_missing is False")
             vs.create_new()
         else:
             if error_if_exists:

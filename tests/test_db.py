@@ -490,3 +490,18 @@ def test_single_background_thread(tmp_path):
         assert len(list(d.keys())) == 3000
         st = d.stats()
         assert st["flushes"] > 5 and st["compactions"] + st["trivial_moves"] > 0
+
+
+def test_no_new_db_over_remains_of_an_old_one(tmp_path):
+    path = tmp_path / "db"
+    with lsm.DB(path, create_if_missing=True, **SMALL) as d:
+        for i in range(500):
+            d.put(b"%04d" % i, b"v" * 30)
+    os.remove(path / "CURRENT")
+    before = sorted(os.listdir(path))
+    with pytest.raises(lsm.NotFoundError, match="repair"):
+        lsm.DB(path, create_if_missing=True)
+    assert sorted(os.listdir(path)) == before
+    lsm.repair_db(path)
+    with lsm.DB(path) as d:
+        assert len(list(d.keys())) == 500
