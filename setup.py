@@ -48,11 +48,29 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:  # noqa: BLE001
+            self._failed().add(ext.name)
             self._give_up(exc)
+
+    def copy_extensions_to_source(self) -> None:
+        """(editable installs) Copy only the extensions that were built."""
+        kept = self.extensions
+        self.extensions = [e for e in kept if e.name not in self._failed()]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = kept
+
+    def _failed(self) -> set:
+        if not hasattr(self, "_failed_names"):
+            self._failed_names: set = set()
+        return self._failed_names
 
     def _give_up(self, exc: BaseException) -> None:
         if os.environ.get("LSM_REQUIRE_NATIVE") == "1":
             raise exc
+        if getattr(self, "_warned", False):
+            return  # one warning per build
+        self._warned = True
         sys.stderr.write(
             "WARNING: superdisk-lsm could not build its C extension "
             f"({exc}); it will run on the pure-Python twins.\n")
