@@ -1182,6 +1182,15 @@ class DB:
             release()
         return total
 
+    def approximate_sizes(self, *ranges: tuple[Any, Any]) -> list[int]:
+        """``approximate_size`` of each ``(start, stop)`` pair (plyvel's API)."""
+        out = []
+        for r in ranges:
+            if not isinstance(r, (tuple, list)) or len(r) != 2:
+                raise ArgumentTypeError("each range must be a (start, stop) pair")
+            out.append(self.approximate_size(r[0], r[1]))
+        return out
+
     def checkpoint(self, dest: Any) -> None:
         """Write a consistent, openable copy of the DB to ``dest`` (a new or
         empty directory -- tables hard-linked when possible -- or a block

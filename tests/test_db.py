@@ -387,6 +387,9 @@ def test_properties_stats_approximate_size(db):
     half = db.approximate_size(b"00000", b"01000")
     assert 0 < half < whole
     assert db.approximate_size(b"b", b"a") == 0
+    assert db.approximate_sizes((b"00000", b"99999"), (b"b", b"a")) == [whole, 0]
+    with pytest.raises(TypeError):
+        db.approximate_sizes(b"00000")
 
 
 def test_stall_time_is_reported(tmp_path):
