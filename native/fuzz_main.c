@@ -43,6 +43,13 @@ static void run_decoders(const char *data, size_t n)
     lsm_block_seek(b, n, t, 1, 0, kb, info);
     lsm_block_seek(b, n, t, 9, 1, kb, info);
     lsm_block_seek_ex(b, n, t, 9, 1, kb, info, 0);
+    {
+        /* scratch of exactly len + user key + 8 bytes */
+        char *sc = malloc(n + 1 + 8);
+        uint64_t gi[4];
+        lsm_block_get(b, n, t, 1, rnd() % 1000, sc, gi);
+        free(sc);
+    }
     if (lsm_block_decode(b, n, info, NULL, NULL) == 0 && info[0] > 0) {
         size_t size = info[1] + info[3], flen = info[4];
         char *o = malloc(size ? size : 1), *f = malloc(flen + 44);
@@ -91,6 +98,16 @@ static void fuzz_merge(void)
         for (mode = 0; mode < 2; mode++) {
             lsm_merge(nruns, starts, k, kb, klens, v, vb, vlens, rnd() % 600, snaps, rnd() % 4,
                       mode, (int)(rnd() & 1), out, err);
+            /* without values: only LSM_ERR_NEED_VALUES may stop it early */
+            lsm_merge(nruns, starts, k, kb, klens, NULL, 0, NULL, rnd() % 600, snaps,
+                      rnd() % 4, mode, (int)(rnd() & 1), out, err);
+        }
+        {
+            /* user-key formats: room for 25 per key + 1, exactly */
+            char *fmt = malloc(25 * total + 1);
+            size_t e;
+            lsm_user_keys_format(klens, total, fmt, &e);
+            free(fmt);
         }
         free(out);
         free(k);
@@ -114,6 +131,23 @@ static void fuzz_records(void)
     memset(v, 'v', vl);
     if (lsm_batch_encode_single(rnd() % 1000, (int)(rnd() % 3), k, kl, v, vl, b) > 23 + kl + vl)
         abort();
+    {
+        /* a batch of two records (key/value split at random) in exactly
+         * its bound, with random kinds (some invalid) */
+        uint8_t kinds[2] = {(uint8_t)(rnd() % 4), (uint8_t)(rnd() % 3)};
+        uint64_t kls[2], vls[2];
+        size_t cap = 12 + 22 + kl + vl;
+        char *ob = malloc(cap);
+        int64_t r;
+        kls[0] = kl ? rnd() % kl : 0;
+        kls[1] = kl - kls[0];
+        vls[0] = vl ? rnd() % vl : 0;
+        vls[1] = vl - vls[0];
+        r = lsm_batch_encode(rnd() % 1000, 2, kinds, k, kl, kls, v, vl, vls, ob, cap);
+        if (r > (int64_t)cap)
+            abort();
+        free(ob);
+    }
     free(p);
     free(o);
     free(k);
