@@ -1,5 +1,6 @@
 """The DB against a dict model (lsm.testing.DBStateMachine) on both targets:
-a directory (PosixFS) and a BlockFS on a MemoryDevice; leveled and tiered."""
+a directory (PosixFS) and a BlockFS on a MemoryDevice; leveled and tiered;
+odd options.  (CI runs this file twice: native core and LSM_PURE=1.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import HealthCheck, settings
 import blockdev
 from lsm.testing import DBStateMachine
 
-_SETTINGS = settings(max_examples=40, stateful_step_count=60, deadline=None,
+_SETTINGS = settings(max_examples=60, stateful_step_count=60, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -21,6 +22,13 @@ class BlockDeviceMachine(DBStateMachine):
         return blockdev.MemoryDevice(8 << 20, block_size=4096)
 
 
+class OddOptionsMachine(DBStateMachine):
+    """No block cache, no bloom filter, no compression, a table cache smaller
+    than the table count, one background thread."""
+    options = dict(DBStateMachine.options, block_cache_size=0, bloom_bits_per_key=0,
+                   compression=None, max_open_files=10, max_background_jobs=1)
+
+
 class TieredMachine(DBStateMachine):
     options = dict(DBStateMachine.options, compaction_style="tiered", min_merge_width=2)
 
@@ -29,5 +37,7 @@ TestDirectoryMachine = DirectoryMachine.TestCase
 TestDirectoryMachine.settings = _SETTINGS
 TestBlockDeviceMachine = BlockDeviceMachine.TestCase
 TestBlockDeviceMachine.settings = _SETTINGS
+TestOddOptionsMachine = OddOptionsMachine.TestCase
+TestOddOptionsMachine.settings = settings(_SETTINGS, max_examples=20)
 TestTieredMachine = TieredMachine.TestCase
 TestTieredMachine.settings = settings(_SETTINGS, max_examples=15)
