@@ -182,6 +182,17 @@ done:
 static size_t put_count(char *o, size_t v)
 {
     char tmp[24];
+    if (v < 10) {
+        o[0] = (char)('0' + v);
+        o[1] = 's';
+        return 2;
+    }
+    if (v < 100) {
+        o[0] = (char)('0' + v / 10);
+        o[1] = (char)('0' + v % 10);
+        o[2] = 's';
+        return 3;
+    }
     size_t n = 0, i;
     do {
         tmp[n++] = (char)('0' + v % 10);
