@@ -65,7 +65,7 @@ _TRAILER = struct.Struct("<Q")
 _SEEK_TRAILER = _TRAILER.pack((MAX_SEQUENCE << 8) | KIND_SEEK)   # sorts first among versions
 _LAST_TRAILER = _TRAILER.pack(0)                                  # sorts last among versions
 
-MEM_CHUNK = 1024          # entries per memtable chunk
+MEM_CHUNK = 1024          # most user keys per memtable chunk (first chunks are smaller)
 _UK = itemgetter(slice(None, -8))   # internal key -> user key, at C speed
 MAX_BLOCKS_PER_CHUNK = 16  # table chunks grow 1, 2, 4, ... blocks up to this many
 
@@ -141,7 +141,6 @@ class ReadView:
         self._lo = lo
         self._hi = hi
         self._release = release
-        self._runs: list[tuple[list[bytes], list[bytes], list[bytes]]] | None = None
         self._tombstones: list[tuple[bytes, bytes, int]] | None = None
         self.closed = False
 
@@ -150,22 +149,10 @@ class ReadView:
         if not self.closed:
             self.closed = True
             rel, self._release = self._release, None
-            self._runs = None
             if rel is not None:
                 rel()
 
     # -- lazily computed, shared by every scan of the view ------------------
-    def mem_runs(self) -> list[tuple[list[bytes], list[bytes], list[bytes]]]:
-        """Each memtable's entries in [lo, hi) as (ikeys, values, user keys); once."""
-        if self._runs is None:
-            runs = []
-            for mem in self.memtables:
-                keys, values = mem.run(self._lo, self._hi)
-                if keys:
-                    runs.append((keys, values, [k[:-8] for k in keys]))
-            self._runs = runs
-        return self._runs
-
     def tombstones(self) -> list[tuple[bytes, bytes, int]]:
         """Every range tombstone visible at read_seq that may overlap [lo, hi),
         sorted by start key."""
@@ -193,24 +180,54 @@ class ReadView:
         return _Scan(self, ascending, lo, lo_incl, hi, hi_incl)
 
 
-def _mem_chunks(run: tuple[list[bytes], list[bytes], list[bytes]], ascending: bool,
-                lo: bytes | None, hi: bytes | None
+def _mem_sorted_keys(mem: Any) -> list[bytes]:
+    """The memtable's sorted user keys (a list the memtable replaces, never
+    mutates).  Helper kept here: lsm/memtable.py offers ``run(start, stop)``
+    only, and an iterator must not copy a whole memtable to read a few
+    entries, so it pages through ``run`` with key bounds taken from this list."""
+    return mem._sorted_keys()
+
+
+def _mem_chunks(mem: Any, ascending: bool, lo: bytes | None, hi: bytes | None
                 ) -> _TypingIterator[tuple[list[bytes], list[bytes]]]:
-    keys, values, ukeys = run
+    """Chunks of about MEM_CHUNK user keys of one memtable between user keys
+    lo and hi (both inclusive; callers trim).  Each chunk is one
+    ``mem.run(a, b)``: O(chunk) work per chunk, nothing outside the range.
+    Range tombstones are left out (the scan adds every one of them)."""
+    keys = _mem_sorted_keys(mem)
+    tombs = bool(mem.range_tombstones())
+    n = len(keys)
+    first = 0 if lo is None else bisect_left(keys, lo)
+    end = n if hi is None else bisect_right(keys, hi)
+
+    def fetch(i: int, j: int) -> tuple[list[bytes], list[bytes]]:
+        ks, vs = mem.run(keys[i], keys[j] if j < n else None)
+        if tombs:
+            keep = [x for x, k in enumerate(ks) if k[-8] != KIND_RANGE_TOMBSTONE]
+            if len(keep) != len(ks):
+                ks = [ks[x] for x in keep]
+                vs = [vs[x] for x in keep]
+        return ks, vs
+
+    size = 16                       # grows to MEM_CHUNK: short scans stay cheap
     if ascending:
-        i = 0 if lo is None else bisect_left(ukeys, lo)
-        end = len(keys) if hi is None else bisect_right(ukeys, hi)
+        i = first
         while i < end:
-            j = min(end, i + MEM_CHUNK)
-            yield keys[i:j], values[i:j]
+            j = min(end, i + size)
+            ks, vs = fetch(i, j)
+            if ks:
+                yield ks, vs
             i = j
+            size = min(MEM_CHUNK, size * 4)
     else:
-        j = len(keys) if hi is None else bisect_right(ukeys, hi)
-        start = 0 if lo is None else bisect_left(ukeys, lo)
-        while j > start:
-            i = max(start, j - MEM_CHUNK)
-            yield keys[i:j], values[i:j]
+        j = end
+        while j > first:
+            i = max(first, j - size)
+            ks, vs = fetch(i, j)
+            if ks:
+                yield ks, vs
             j = i
+            size = min(MEM_CHUNK, size * 4)
 
 
 def _table_chunks(reader: Any, ascending: bool, lo: bytes | None, hi: bytes | None,
@@ -284,8 +301,9 @@ class _Scan:
         self.wedge = lo if ascending else hi   # where the next window starts
         if self.done:
             return
-        for run in view.mem_runs():
-            self.srcs.append(_Src(_mem_chunks(run, ascending, lo, hi)))
+        for mem in view.memtables:
+            if mem.num_entries:
+                self.srcs.append(_Src(_mem_chunks(mem, ascending, lo, hi)))
         v = view.version
         for level in range(len(v.levels)):
             files = v.overlapping(level, lo, hi)
