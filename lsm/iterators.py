@@ -195,14 +195,15 @@ def _mem_chunks(mem: Any, ascending: bool, lo: bytes | None, hi: bytes | None
     ``mem.run(a, b)``: O(chunk) work per chunk, nothing outside the range.
     Range tombstones are left out (the scan adds every one of them)."""
     keys = _mem_sorted_keys(mem)
-    tombs = bool(mem.range_tombstones())
     n = len(keys)
     first = 0 if lo is None else bisect_left(keys, lo)
     end = n if hi is None else bisect_right(keys, hi)
 
     def fetch(i: int, j: int) -> tuple[list[bytes], list[bytes]]:
+        # checked per chunk: a live memtable may gain range tombstones meanwhile
+        # (run() puts them, unclipped, among the entries -- drop them all)
         ks, vs = mem.run(keys[i], keys[j] if j < n else None)
-        if tombs:
+        if mem.range_tombstones():     # after run(): sees every tombstone run() saw
             keep = [x for x, k in enumerate(ks) if k[-8] != KIND_RANGE_TOMBSTONE]
             if len(keep) != len(ks):
                 ks = [ks[x] for x in keep]

@@ -326,3 +326,26 @@ def test_same_as_plyvel(tmp_path_factory, data, args, walk):
     finally:
         pdb.close()
         db.close()
+
+
+def test_writes_during_iteration_are_invisible(tmp_path):
+    """The iterator pages through the live memtable; keys written meanwhile
+    (inside the range, ahead of the cursor) must not appear."""
+    with lsm.DB(tmp_path / "db", create_if_missing=True, write_buffer_size=8 << 20) as db:
+        for i in range(0, 6000, 2):
+            db.put(b"k%06d" % i, b"old")
+        for reverse in (False, True):
+            seen = []
+            with db.iterator(reverse=reverse) as it:
+                for n, (k, v) in enumerate(it):
+                    seen.append((k, v))
+                    j = int(k[1:]) + (-3 if reverse else 3)
+                    db.put(b"k%06d" % j, b"new")             # a new key ahead
+                    db.put(b"k%06d" % (j + (-1 if reverse else 1)), b"new")  # overwrite ahead
+                    if n % 500 == 0:
+                        db.delete_range(b"k000000", b"k999999")
+            expect = [(b"k%06d" % i, b"old") for i in range(0, 6000, 2)]
+            assert seen == (expect[::-1] if reverse else expect)
+            db.delete_range(b"k", b"l")
+            for i in range(0, 6000, 2):
+                db.put(b"k%06d" % i, b"old")
