@@ -531,7 +531,7 @@ def _merge_args_ok(runs: Any, read_seq: Any, snapshots: Any, mode: Any, bottom: 
     ``check_merge_args`` would accept them unchanged.  O(entries)."""
     if type(runs) not in _SEQS or type(read_seq) is not int or not 0 <= read_seq <= MAX_SEQUENCE:
         return False
-    if not (mode == 0 or mode == 1) or type(mode) is not int or type(bottom) is not bool:
+    if type(mode) is not int or not (mode == 0 or mode == 1) or type(bottom) is not bool:
         return False
     if type(snapshots) not in _SEQS:
         return False
