@@ -1328,7 +1328,7 @@ class DB:
                 lines.append(f"--- level {i} ---")
                 for f in files:
                     lines.append(f" {f.number}:{f.size}[{f.smallest_seq} .. {f.largest_seq}]"
-                                 f"['{f.smallest[:-8]!r}' .. '{f.largest[:-8]!r}']")
+                                 f"[{f.smallest[:-8]!r} .. {f.largest[:-8]!r}]")
             return "\n".join(lines) + "\n"
         if name == "lsm.stats":
             s = self.stats()
