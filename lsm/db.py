@@ -902,12 +902,17 @@ class DB:
                 live_logs = {st.mem_log} | {n for _, n in st.imms}
                 min_log = self._versions.log_number
                 manifest = getattr(self._versions, "manifest_number", None)
+                # second guard against the listing race: files numbered at or past
+                # the allocator's horizon were allocated after the live set was read
+                horizon = self._versions.next_file_number
             for name in names:
                 parsed = filenames.parse_file_name(name)
                 if parsed is None:
                     continue
                 kind, number = parsed
                 dead = False
+                if number >= horizon:
+                    continue
                 if kind == filenames.TABLE_FILE:
                     dead = number not in live
                     if dead:
