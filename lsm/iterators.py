@@ -165,6 +165,8 @@ class ReadView:
             v = self.version
             for level in range(len(v.levels)):
                 for f in v.overlapping(level, lo, hi):
+                    if f.num_deletions == 0:   # counts range tombstones too: none here
+                        continue
                     out.extend(t for t in self.get_table(f.number).range_tombstones
                                if t[2] <= seq)
             out = [t for t in out if (hi is None or t[0] < hi) and (lo is None or t[1] > lo)]
