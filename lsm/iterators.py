@@ -9,8 +9,9 @@ closed.
 
 A *scan* walks a view in one direction between two user-key bounds.  Each
 source (a memtable run, an L0 table, or one sorted level of tables) yields
-*chunks*: sorted lists of internal keys and values (a slice of the memtable,
-a few decoded data blocks).  The scan merges them in *windows*:
+*chunks*: sorted lists of internal keys and values (one ``MemTable.run`` of
+16 to 1024 user keys -- small first, so a seek reads little -- or 1, 2, 4 ..
+16 decoded data blocks).  The scan merges them in *windows*:
 
 forward
     ``bound`` = the smallest "last user key" among the current chunks of the
@@ -53,7 +54,7 @@ from bisect import bisect_left, bisect_right
 from operator import itemgetter
 from typing import Any, Callable, Iterator as _TypingIterator, Sequence
 
-from blockdev.errors import ArgumentTypeError, ClosedError, Error, InvalidArgumentError
+from blockdev.errors import ArgumentTypeError, ClosedError, Error
 from lsm.dbformat import KIND_RANGE_TOMBSTONE, KIND_SEEK, MAX_SEQUENCE, internal_sort_key
 
 __all__ = [
