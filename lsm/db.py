@@ -229,13 +229,29 @@ class _Writer:
         self.error: BaseException | None = None
 
 
+def _device_blank(device: BlockDevice, probe: int = 64 << 10) -> bool:
+    """True if the first ``probe`` bytes of ``device`` are all zero."""
+    n = min(device.size, max(probe // device.block_size, 1) * device.block_size)
+    return not any(device.read(0, n)) if n else True
+
+
 def _open_fs(target: Any, create: bool) -> tuple[FileSystem, bool, str]:
     """(file system, owned by the DB, display name) for a DB target."""
     if isinstance(target, FileSystem):
         return target, False, getattr(target, "name", repr(target))
     if isinstance(target, BlockDevice):
         from blockdev.blockfs import BlockFS
-        fs = BlockFS(target, create=create)
+        try:
+            fs = BlockFS(target, create=False)
+        except UnsupportedFormatError:
+            if not create:
+                raise
+            if not _device_blank(target):
+                raise UnsupportedFormatError(
+                    "the device holds data that is not a BlockFS of ours; refusing to "
+                    "format it (create_if_missing only formats a blank device)",
+                    getattr(target, "name", None)) from None
+            fs = BlockFS(target, create=True)
         return fs, True, getattr(target, "name", fs.name)
     if isinstance(target, (str, os.PathLike)):
         path = os.fspath(target)
@@ -1200,12 +1216,16 @@ class DB:
 
     def checkpoint(self, dest: Any) -> None:
         """Write a consistent, openable copy of the DB to ``dest`` (a new or
-        empty directory -- tables hard-linked when possible -- or a block
-        device, formatted)."""
+        empty directory -- tables hard-linked when possible -- or a blank
+        block device, formatted with BlockFS)."""
         from lsm.version import VersionEdit, VersionSet
         self._check_open()
         if isinstance(dest, BlockDevice):
             from blockdev.blockfs import BlockFS
+            if not _device_blank(dest):
+                raise InvalidArgumentError(
+                    f"checkpoint destination device {getattr(dest, 'name', dest)!r} is not "
+                    "blank; refusing to format it")
             dfs: FileSystem = BlockFS.format(dest)
         elif isinstance(dest, (str, os.PathLike)):
             path = os.fspath(dest)

@@ -103,6 +103,11 @@ def test_block_device_target():
     dev = blockdev.MemoryDevice(8 << 20)
     with pytest.raises(lsm.UnsupportedFormatError):
         lsm.DB(dev)
+    used = blockdev.MemoryDevice(1 << 20)
+    used.write(4096, b"\x01" * 4096)              # someone else's data
+    with pytest.raises(lsm.UnsupportedFormatError, match="refusing"):
+        lsm.DB(used, create_if_missing=True)
+    assert used.read(4096, 4096) == b"\x01" * 4096
     with lsm.DB(dev, create_if_missing=True, **SMALL) as d:
         for i in range(500):
             d.put(b"%05d" % i, b"v" * 50)
@@ -292,6 +297,8 @@ def test_checkpoint_directory_and_device(tmp_path, db):
     with lsm.DB(dev) as c:
         assert c.get(b"after") == b"x"
         assert len(list(c.keys())) == 501
+    with pytest.raises(lsm.InvalidArgumentError, match="blank"):
+        db.checkpoint(dev)                     # holds a DB now
 
 
 def test_destroy_db(tmp_path):
