@@ -4,6 +4,7 @@ odd options.  (CI runs this file twice: native core and LSM_PURE=1.)"""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 import blockdev
@@ -41,3 +42,21 @@ TestOddOptionsMachine = OddOptionsMachine.TestCase
 TestOddOptionsMachine.settings = settings(_SETTINGS, max_examples=20)
 TestTieredMachine = TieredMachine.TestCase
 TestTieredMachine.settings = settings(_SETTINGS, max_examples=15)
+
+
+class SoakDirectoryMachine(DBStateMachine):
+    pass
+
+
+class SoakBlockDeviceMachine(BlockDeviceMachine):
+    pass
+
+
+_SOAK = settings(max_examples=400, stateful_step_count=100, deadline=None,
+                 suppress_health_check=list(HealthCheck))
+TestSoakDirectoryMachine = SoakDirectoryMachine.TestCase
+TestSoakDirectoryMachine.settings = _SOAK
+TestSoakDirectoryMachine.pytestmark = [pytest.mark.slow]
+TestSoakBlockDeviceMachine = SoakBlockDeviceMachine.TestCase
+TestSoakBlockDeviceMachine.settings = _SOAK
+TestSoakBlockDeviceMachine.pytestmark = [pytest.mark.slow]
