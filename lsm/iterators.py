@@ -55,6 +55,7 @@ from operator import itemgetter
 from typing import Any, Callable, Iterator as _TypingIterator, Sequence
 
 from blockdev.errors import ArgumentTypeError, ClosedError, Error
+from lsm import _native
 from lsm.dbformat import KIND_RANGE_TOMBSTONE, KIND_SEEK, MAX_SEQUENCE, internal_sort_key
 
 __all__ = [
@@ -358,7 +359,6 @@ class _Scan:
 
     # -- the windows -----------------------------------------------------------
     def next_window(self) -> tuple[list[bytes], list[bytes]]:
-        from lsm import _native
         merge = _native.merge
         MERGE_READ = _native.MERGE_READ
         seq = self.view.read_seq
