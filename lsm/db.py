@@ -894,7 +894,9 @@ class DB:
                 stale = e[0] is not self._state.version
             if stale and not self._closed:
                 try:
-                    self._delete_obsolete()
+                    # non-blocking: release may run from a finalizer in a thread
+                    # that is inside _delete_obsolete already
+                    self._delete_obsolete(blocking=False)
                 except Error:
                     pass   # retried at the next flush/compaction
         return release
@@ -909,44 +911,53 @@ class DB:
                     live.add(f.number)
         return live
 
-    def _delete_obsolete(self, at_open: bool = False) -> None:
-        with self._delete_lock:
-            # list first: a file created after the live set is computed must not
-            # be in the listing (it would look dead)
-            names = self._fs.list()
-            with self._mutex:
-                live = self._live_files()
-                st = self._state
-                live_logs = {st.mem_log} | {n for _, n in st.imms}
-                min_log = self._versions.log_number
-                manifest = getattr(self._versions, "manifest_number", None)
-                # second guard against the listing race: files numbered at or past
-                # the allocator's horizon were allocated after the live set was read
-                horizon = self._versions.next_file_number
-            for name in names:
-                parsed = filenames.parse_file_name(name)
-                if parsed is None:
-                    continue
-                kind, number = parsed
-                dead = False
-                if number >= horizon:
-                    continue
-                if kind == filenames.TABLE_FILE:
-                    dead = number not in live
-                    if dead:
-                        self._table_cache.evict(number)
-                elif kind == filenames.LOG_FILE:
-                    dead = number < min_log and number not in live_logs
-                elif kind == filenames.MANIFEST_FILE:
-                    dead = manifest is not None and number < manifest
-                elif kind == filenames.TEMP_FILE:
-                    dead = at_open   # CURRENT swaps in flight use them while running
+    def _delete_obsolete(self, at_open: bool = False, blocking: bool = True) -> None:
+        """Delete the files no live state needs (see "File lifecycle" above).
+        ``blocking=False``: give up at once if another deletion pass runs."""
+        if not self._delete_lock.acquire(blocking):
+            return
+        try:
+            self._delete_obsolete_locked(at_open)
+        finally:
+            self._delete_lock.release()
+
+    def _delete_obsolete_locked(self, at_open: bool) -> None:
+        # list first: a file created after the live set is computed must not
+        # be in the listing (it would look dead)
+        names = self._fs.list()
+        with self._mutex:
+            live = self._live_files()
+            st = self._state
+            live_logs = {st.mem_log} | {n for _, n in st.imms}
+            min_log = self._versions.log_number
+            manifest = getattr(self._versions, "manifest_number", None)
+            # second guard against the listing race: files numbered at or past
+            # the allocator's horizon were allocated after the live set was read
+            horizon = self._versions.next_file_number
+        for name in names:
+            parsed = filenames.parse_file_name(name)
+            if parsed is None:
+                continue
+            kind, number = parsed
+            dead = False
+            if number >= horizon:
+                continue
+            if kind == filenames.TABLE_FILE:
+                dead = number not in live
                 if dead:
-                    try:
-                        self._fs.delete(name)
-                    except NotFoundError:
-                        pass   # deleted concurrently: the goal is met
-                    self._stats["files_deleted"] += 1
+                    self._table_cache.evict(number)
+            elif kind == filenames.LOG_FILE:
+                dead = number < min_log and number not in live_logs
+            elif kind == filenames.MANIFEST_FILE:
+                dead = manifest is not None and number < manifest
+            elif kind == filenames.TEMP_FILE:
+                dead = at_open   # CURRENT swaps in flight use them while running
+            if dead:
+                try:
+                    self._fs.delete(name)
+                except NotFoundError:
+                    pass   # deleted concurrently: the goal is met
+                self._stats["files_deleted"] += 1
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, key: Any, default: Any = None) -> Any:
