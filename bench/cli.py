@@ -11,6 +11,11 @@ suite (``DEFAULT_*``): 100,000 entries through fillseq, fillrandom,
 readrandom, readseq and fillbatch on every installed engine, about a minute
 on a 2-core machine.
 
+After the comparison it prints each engine's memory (baseline, peak and
+peak over baseline RSS; ``--isolate`` runs each engine in its own
+interpreter so the figures are its own) and, with ``--report-interval N``,
+the ops/s series of every workload in intervals of N operations.
+
 Exit status: 0 on success, 1 when a workload failed a correctness check
 (e.g. readrandom did not find every key) or raised, 2 on bad arguments.
 """
@@ -132,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="entries per batch in fillbatch (default 1000)")
     g.add_argument("--seek-nexts", type=_positive_int, default=10,
                    help="entries read after each seek in seekrandom (default 10)")
+    g.add_argument("--report-interval", type=_positive_int, default=None, metavar="N",
+                   help="record ops/s and RSS every N operations of each workload "
+                        "(needs --threads 1) and print the series with the first/last "
+                        "interval slowdown")
+    g.add_argument("--isolate", dest="isolate", action="store_true", default=False,
+                   help="run each engine in a fresh interpreter so its peak memory "
+                        "(peak_rss_mib) is its own (default: all engines in this process)")
+    g.add_argument("--no-isolate", dest="isolate", action="store_false")
     g = p.add_argument_group("storage")
     g.add_argument("--device", choices=DEVICE_KINDS, default="posix",
                    help="posix: a directory; local / network: an emulated local SSD / network "
@@ -172,7 +185,8 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BenchC
                         compressibility=args.compressibility, seed=args.seed)
         run = RunConfig(spec=spec, reads=args.reads, threads=args.threads,
                         batch_size=args.batch_size, seek_nexts=args.seek_nexts,
-                        progress=progress_wanted(args.progress))
+                        progress=progress_wanted(args.progress),
+                        report_interval=args.report_interval)
         eopts = EngineOptions(block_cache_size=args.cache_size,
                               write_buffer_size=args.write_buffer_size,
                               bloom_bits_per_key=args.bloom_bits, block_size=args.block_size,
@@ -180,6 +194,7 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> BenchC
                               lsm_options=dict(args.lsm_option))
         return BenchConfig(run=run, engines=tuple(args.engines), benchmarks=tuple(args.benchmarks),
                            device=args.device, db_dir=args.db, engine_options=eopts,
+                           isolate=args.isolate,
                            device_size=None if args.device_size is None else args.device_size * MiB)
     except Error as exc:
         parser.error(str(exc))
@@ -220,6 +235,11 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = None, err: TextIO =
         err.write("lsm-bench: no engine could run\n")
         return 1
     out.write("\n" + report.format_comparison(suite.results) + "\n")
+    if suite.memory:
+        out.write("\n" + report.format_memory(suite.memory) + "\n")
+    series = report.format_intervals(suite.results)
+    if series:
+        out.write("\n" + series + "\n")
     for n, why in suite.skipped.items():
         out.write(f"skipped {n}: {why}\n")
     for n, why in suite.failed.items():

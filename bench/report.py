@@ -11,6 +11,9 @@ Design
 * ``format_comparison``: per workload, each engine's ops/s and p99 and its
   ratio to lsm (the targets of the engine issue are stated relative to the
   peers).
+* ``format_memory``: per engine, baseline / peak / peak-over-baseline RSS
+  (``bench.memory``); ``format_intervals``: the ops/s series of
+  ``--report-interval`` and the first/last slowdown against the 2x target.
 * ``to_json``: every figure, the histogram buckets, the machine, the
   options, the versions (``JSON_FIELDS`` lists the top-level keys; the
   schema is versioned by ``SCHEMA``).
@@ -29,12 +32,17 @@ from typing import Any, Iterable, Optional
 from bench.histogram import bucket_bounds
 from bench.workloads import READ_WORKLOADS, PhaseResult
 
-__all__ = ["format_header", "format_row", "format_comparison", "to_json", "write_json", "plot",
-           "JSON_FIELDS", "RESULT_FIELDS", "SCHEMA", "version"]
+__all__ = ["format_header", "format_row", "format_comparison", "format_memory",
+           "format_intervals", "to_json", "write_json", "plot", "JSON_FIELDS", "RESULT_FIELDS",
+           "MEMORY_FIELDS", "INTERVAL_FIELDS", "SLOWDOWN_TARGET", "SCHEMA", "version"]
 
 SCHEMA = 1
 JSON_FIELDS = ("tool", "schema", "version", "started", "seconds", "machine", "options",
-               "engines", "skipped", "failed", "lsm_stat_keys", "results", "scenarios")
+               "engines", "skipped", "failed", "lsm_stat_keys", "memory", "results", "scenarios")
+MEMORY_FIELDS = ("baseline_rss_mib", "peak_rss_total_mib", "peak_rss_mib", "final_rss_mib",
+                 "peak_resettable", "isolated")
+INTERVAL_FIELDS = ("index", "first_op", "ops", "seconds", "ops_per_sec", "rss_mib")
+SLOWDOWN_TARGET = 2.0   # engine issue: no more than 2x slower from the first to the last interval
 RESULT_FIELDS = ("workload", "engine", "ops", "seconds", "bytes", "ops_per_sec", "mb_per_sec",
                  "micros_per_op", "latency_us", "histogram", "extra", "notes")
 
@@ -88,6 +96,11 @@ def _figures(r: PhaseResult) -> str:
         parts.append(f"dev-reads/get [{legs}]")
     if x.get("superdisk_state"):
         parts.append(f"superdisk {x['superdisk_state']}")
+    if "peak_rss_mib" in x:
+        where = "" if x.get("rss_isolated") else " in-process"
+        parts.append(f"peak-rss {_num(x.get('peak_rss_mib'), '{:.1f}')} MiB{where}")
+    if x.get("interval_slowdown") is not None:
+        parts.append(f"slowdown {x['interval_slowdown']:.2f}x")
     return "; ".join(parts)
 
 
@@ -117,6 +130,52 @@ def format_comparison(results: Iterable[PhaseResult]) -> str:
                          f"{r.hist.percentile(99) / 1e3:>9.2f} {ratio:>8}")
     lines.append("(vs lsm = lsm ops/s divided by the engine's; > 1 means lsm is faster)")
     return "\n".join(lines)
+
+
+def format_memory(memory: dict) -> str:
+    """Per engine: resident memory at its baseline (library imported, no DB),
+    its run peak, and the peak above the baseline (``peak_rss_mib``)."""
+    lines = [f"{'engine':<10} {'baseline MiB':>12} {'peak MiB':>9} {'peak_rss_mib':>12} "
+             f"{'end MiB':>8}  measured"]
+    for name, m in memory.items():
+        how = ("own process (--isolate)" if m.get("isolated")
+               else "in-process: includes earlier engines' leftovers; use --isolate")
+        lines.append(f"{name:<10} {_num(m.get('baseline_rss_mib'), '{:.1f}'):>12} "
+                     f"{_num(m.get('peak_rss_total_mib'), '{:.1f}'):>9} "
+                     f"{_num(m.get('peak_rss_mib'), '{:.1f}'):>12} "
+                     f"{_num(m.get('final_rss_mib'), '{:.1f}'):>8}  {how}")
+    lines.append("(peak_rss_mib = peak RSS minus the baseline; end = RSS above the baseline "
+                 "after the DB was closed)")
+    return "\n".join(lines)
+
+
+def format_intervals(results: Iterable[PhaseResult]) -> str:
+    """The ops/s series of every result that has one (``--report-interval``),
+    with the first/last slowdown checked against ``SLOWDOWN_TARGET`` for the
+    fill workloads.  Empty string when no result has a series."""
+    blocks = []
+    for r in results:
+        series = r.extra.get("intervals")
+        if not series:
+            continue
+        every = r.extra.get("interval_ops")
+        lines = [f"{r.engine}:{r.workload} per {every:,} ops",
+                 f"  {'interval':>8} {'ops':>22} {'ops/s':>11} {'RSS MiB':>8}"]
+        for iv in series:
+            span = f"{iv['first_op']:,}-{iv['first_op'] + iv['ops'] - 1:,}"
+            lines.append(f"  {iv['index']:>8} {span:>22} {_num(iv['ops_per_sec'], '{:,.0f}'):>11} "
+                         f"{_num(iv['rss_mib'], '{:.1f}'):>8}")
+        sd = r.extra.get("interval_slowdown")
+        if sd is None:
+            lines.append("  first/last slowdown: n/a (fewer than two full intervals)")
+        else:
+            verdict = ""
+            if r.workload.startswith("fill") or r.workload == "overwrite":
+                verdict = (f" (target <= {SLOWDOWN_TARGET:g}x: "
+                           f"{'met' if sd <= SLOWDOWN_TARGET else 'NOT met'})")
+            lines.append(f"  first/last slowdown: {sd:.2f}x{verdict}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
 
 
 def result_dict(r: PhaseResult) -> dict:
@@ -156,6 +215,7 @@ def to_json(suite: Any, scenarios: Optional[dict] = None) -> dict:
         "engines": {n: {"version": v} for n, v in suite.versions.items()},
         "skipped": dict(suite.skipped), "failed": dict(getattr(suite, "failed", {})),
         "lsm_stat_keys": dict(suite.stat_keys),
+        "memory": _jsonable(getattr(suite, "memory", {})),
         "results": [result_dict(r) for r in suite.results],
         "scenarios": _jsonable(scenarios or {}),
     }

@@ -11,6 +11,17 @@ filled DB).  Around every workload the runner takes a ``StatSnapshot``
 ``bench.metrics``; results stream to ``out`` as they complete, and the whole
 ``SuiteResult`` goes to the report (table, JSON, plot).
 
+Memory (``bench.memory``): around every workload a ``PeakTracker`` reads
+the process's peak and current RSS; each result gets ``peak_rss_mib`` (the
+peak during the workload, bulk load excluded, above the engine's baseline)
+and ``rss_growth_mib`` (resident after minus before: memory the workload
+left behind), and ``SuiteResult.memory`` holds each engine's run peak.  The
+baseline is the RSS after the engine's library was imported and before its
+DB was opened.  With ``isolate`` each engine runs in a fresh interpreter
+(``bench.isolate``), so its figures are its own; without it the engines
+share this process and a later engine's figures include what earlier ones
+left allocated (the report marks them ``in-process``).
+
 Storage: without ``--db`` every DB lives in a temporary directory removed at
 the end; with ``--db DIR`` the DBs are kept in ``DIR/<engine>`` (a DIR
 lsm-bench did not create must not hold those subdirectories already; a DIR
@@ -28,12 +39,13 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, TextIO
 
 from bench import metrics
+from bench.memory import KiB_PER_MiB, PeakTracker
 from bench.devices import Target, device_support, make_target
 from bench.engines import EngineOptions, engine_class
 from bench.workloads import WORKLOADS, WRITE_WORKLOADS, PhaseResult, RunConfig, bulk_load, run_workload
 from blockdev.errors import ArgumentTypeError, Error, InvalidArgumentError
 
-__all__ = ["BenchConfig", "SuiteResult", "EngineSession", "run_suite", "MARKER"]
+__all__ = ["BenchConfig", "SuiteResult", "EngineSession", "run_suite", "run_engine", "MARKER"]
 
 MARKER = ".lsm-bench"
 MiB = 1 << 20
@@ -50,10 +62,13 @@ class BenchConfig:
     db_dir: Optional[str] = None
     engine_options: EngineOptions = field(default_factory=EngineOptions)
     device_size: Optional[int] = None      # None: from num, key and value size
+    isolate: bool = False                  # each engine in a fresh interpreter
 
     def __post_init__(self) -> None:
         if not isinstance(self.run, RunConfig):
             raise ArgumentTypeError("run must be a RunConfig")
+        if not isinstance(self.isolate, bool):
+            raise ArgumentTypeError("isolate must be a bool")
         for b in self.benchmarks:
             if b not in WORKLOADS:
                 raise InvalidArgumentError(f"unknown benchmark {b!r}; choose from {', '.join(WORKLOADS)}")
@@ -81,7 +96,8 @@ class BenchConfig:
                 "seek_nexts": self.run.seek_nexts, "engines": list(self.engines),
                 "benchmarks": list(self.benchmarks), "device": self.device,
                 "device_size": self.size if self.device != "posix" else None,
-                "db": self.db_dir, "engine_options": self.engine_options.as_dict()}
+                "db": self.db_dir, "engine_options": self.engine_options.as_dict(),
+                "report_interval": self.run.report_interval, "isolate": self.isolate}
 
 
 @dataclass
@@ -92,6 +108,7 @@ class SuiteResult:
     failed: dict = field(default_factory=dict)            # engine -> "workload: error"
     versions: dict = field(default_factory=dict)          # engine -> version string
     stat_keys: dict = field(default_factory=dict)         # figure -> lsm stat key used
+    memory: dict = field(default_factory=dict)            # engine -> run memory figures
     notes: list = field(default_factory=list)
     env: dict = field(default_factory=dict)
     started: float = 0.0
@@ -215,6 +232,59 @@ def _measure(session: EngineSession, name: str, result: PhaseResult,
             result.notes.append(f"db.stats() failed: {after.flat['_stats_error']}")
 
 
+def _memory_figures(tracker: PeakTracker, before_kib: Optional[int], result: PhaseResult,
+                    isolated: bool) -> None:
+    """Put the workload's memory figures in ``result.extra`` (MiB)."""
+    after = tracker.mark()
+    result.extra["peak_rss_mib"] = (tracker.over_baseline_mib(after.peak_kib)
+                                    if tracker.resettable else None)
+    result.extra["rss_growth_mib"] = (None if after.rss_kib is None or before_kib is None
+                                      else (after.rss_kib - before_kib) / KiB_PER_MiB)
+    result.extra["rss_isolated"] = isolated
+
+
+def run_engine(name: str, cfg: BenchConfig, base: str, suite: SuiteResult,
+               out: TextIO, err: TextIO, on_result: Any = None, isolated: bool = False) -> None:
+    """Run engine ``name`` (installed, able to use ``cfg.device``) through
+    ``cfg.benchmarks`` in this process, adding its results, failure and
+    memory figures to ``suite``.  ``isolated``: this process runs nothing else."""
+    cls = engine_class(name)
+    tracker = PeakTracker()    # baseline: the library is imported, no DB open yet
+    engine = cls(cfg.engine_options)
+    session = EngineSession(engine, cfg, base, out)
+    wl = "open"
+    try:
+        for wl in cfg.benchmarks:
+            _fn, needs, leaves = WORKLOADS[wl]
+            note = session.prepare(needs)
+            before = metrics.snapshot(engine, session.target)
+            mem_before = tracker.mark().rss_kib
+            result = run_workload(wl, engine, cfg.run)
+            _memory_figures(tracker, mem_before, result, isolated)
+            session.state = leaves
+            after = metrics.snapshot(engine, session.target)
+            if note:
+                result.notes.insert(0, note)
+            _measure(session, wl, result, before, after, suite)
+            suite.results.append(result)
+            if on_result is not None:
+                on_result(result)
+    except Error as exc:
+        # An engine failing must not hide the others' figures: report
+        # it (exit status 1) and go on with the next engine.
+        suite.failed[name] = f"{wl}: {type(exc).__name__}: {exc}"
+        err.write(f"lsm-bench: {name} failed in {wl}: {type(exc).__name__}: {exc}\n")
+    finally:
+        try:
+            session.close()
+        except Error as exc:
+            suite.failed.setdefault(name, f"close: {type(exc).__name__}: {exc}")
+            err.write(f"lsm-bench: closing {name} failed: {exc}\n")
+        mem = tracker.summary()
+        mem["isolated"] = isolated
+        suite.memory[name] = mem
+
+
 def run_suite(cfg: BenchConfig, out: TextIO = sys.stdout, err: TextIO = sys.stderr,
               on_result: Any = None) -> SuiteResult:
     """Run every available engine through ``cfg.benchmarks``; returns the results.
@@ -245,34 +315,11 @@ def run_suite(cfg: BenchConfig, out: TextIO = sys.stdout, err: TextIO = sys.stde
                 err.write(f"lsm-bench: skipping {name}: {reason}\n")
                 continue
             suite.versions[name] = info
-            engine = cls(cfg.engine_options)
-            session = EngineSession(engine, cfg, base, out)
-            wl = "open"
-            try:
-                for wl in cfg.benchmarks:
-                    _fn, needs, leaves = WORKLOADS[wl]
-                    note = session.prepare(needs)
-                    before = metrics.snapshot(engine, session.target)
-                    result = run_workload(wl, engine, cfg.run)
-                    session.state = leaves
-                    after = metrics.snapshot(engine, session.target)
-                    if note:
-                        result.notes.insert(0, note)
-                    _measure(session, wl, result, before, after, suite)
-                    suite.results.append(result)
-                    if on_result is not None:
-                        on_result(result)
-            except Error as exc:
-                # An engine failing must not hide the others' figures: report
-                # it (exit status 1) and go on with the next engine.
-                suite.failed[name] = f"{wl}: {type(exc).__name__}: {exc}"
-                err.write(f"lsm-bench: {name} failed in {wl}: {type(exc).__name__}: {exc}\n")
-            finally:
-                try:
-                    session.close()
-                except Error as exc:
-                    suite.failed.setdefault(name, f"close: {type(exc).__name__}: {exc}")
-                    err.write(f"lsm-bench: closing {name} failed: {exc}\n")
+            if cfg.isolate:
+                from bench.isolate import run_engine_isolated
+                run_engine_isolated(name, cfg, base, suite, err, on_result)
+            else:
+                run_engine(name, cfg, base, suite, out, err, on_result)
     finally:
         if cleanup:
             shutil.rmtree(base, ignore_errors=False)

@@ -54,6 +54,7 @@ from typing import Callable, Optional
 from bench.data import CHUNK, DataSpec, ValueSource
 from bench.engines import Engine
 from bench.histogram import Histogram
+from bench.intervals import IntervalRecorder, slowdown
 from bench.progress import Progress
 from blockdev.errors import ArgumentTypeError, InvalidArgumentError
 
@@ -74,6 +75,7 @@ class RunConfig:
     batch_size: int = 1000
     seek_nexts: int = 10
     progress: bool = False
+    report_interval: Optional[int] = None   # ops per throughput interval; None: no series
 
     def __post_init__(self) -> None:
         if not isinstance(self.spec, DataSpec):
@@ -86,6 +88,12 @@ class RunConfig:
                 raise InvalidArgumentError(f"{name} must be >= 1, got {v}")
         if self.reads is not None and (not isinstance(self.reads, int) or self.reads < 1):
             raise InvalidArgumentError(f"reads must be >= 1, got {self.reads}")
+        if self.report_interval is not None:
+            if not isinstance(self.report_interval, int) or isinstance(self.report_interval, bool):
+                raise ArgumentTypeError("report_interval must be an int or None")
+            if self.report_interval < 1:
+                raise InvalidArgumentError(
+                    f"report_interval must be >= 1, got {self.report_interval}")
 
     @property
     def num_reads(self) -> int:
@@ -127,6 +135,10 @@ class Phase:
         self.cfg = cfg
         self.spec = cfg.spec
         self.result = result
+        # the interval series is over one thread's timed loop (--threads 1)
+        self.recorder: Optional[IntervalRecorder] = (
+            IntervalRecorder(cfg.report_interval)
+            if cfg.report_interval is not None and cfg.threads == 1 else None)
 
     def progress(self, total: int) -> Progress:
         return Progress(total, f"{self.engine.name}:{self.name}", self.cfg.progress)
@@ -226,6 +238,7 @@ def _fill(ph: Phase, order_kind: str, count: int, sync: bool = False, purpose: s
     chunk = min(CHUNK, max(1, -(-count // nthreads)))
     chunks = list(order.chunks(chunk)) if nthreads > 1 else None
     bar = ph.progress(count)
+    rec = ph.recorder
 
     def worker(tid: int) -> None:
         put = eng.sync_put_fn() if sync else eng.put_fn()
@@ -237,6 +250,8 @@ def _fill(ph: Phase, order_kind: str, count: int, sync: bool = False, purpose: s
             lat: list = []
             loop_ns[tid] += _put_loop(put, keys, vals, lat)
             hists[tid].add_many(lat)
+            if rec is not None:
+                rec.add(lat)
             bar.update(len(keys))
 
     with bar:
@@ -279,6 +294,7 @@ def w_fillbatch(ph: Phase) -> None:
             vals = values.take(len(keys))
             batches = [list(zip(keys[s:s + bs], vals[s:s + bs])) for s in range(0, len(keys), bs)]
             app = lat.append
+            first = len(lat)
             start = t0 = _pc()
             for b in batches:
                 write_batch(b)
@@ -286,6 +302,9 @@ def w_fillbatch(ph: Phase) -> None:
                 app(t1 - t0)
                 t0 = t1
             total += t0 - start
+            if ph.recorder is not None:
+                for b, ns in zip(batches, lat[first:]):
+                    ph.recorder.add_grouped((ns,), len(b))
             bar.update(len(keys))
     res.hist.add_many(lat)
     res.ops = spec.num
@@ -304,6 +323,7 @@ def _reads(ph: Phase, missing: bool) -> None:
     nbytes = [0] * nthreads
     mk = spec.missing_key if missing else spec.key
     bar = ph.progress(count)
+    rec = ph.recorder
 
     def worker(tid: int) -> None:
         get = eng.get_fn()
@@ -317,6 +337,8 @@ def _reads(ph: Phase, missing: bool) -> None:
             found[tid] += f
             nbytes[tid] += b
             hists[tid].add_many(lat)
+            if rec is not None:
+                rec.add(lat)
             bar.update(len(keys))
 
     with bar:
@@ -362,6 +384,8 @@ def _scan(ph: Phase, reverse: bool) -> None:
                     break
                 total += t1 - t0
                 lat.append((t1 - t0) // got)
+                if ph.recorder is not None:
+                    ph.recorder.add_grouped((t1 - t0,), got)
                 n += got
                 bar.update(got)
         finally:
@@ -419,6 +443,7 @@ def w_seekrandom(ph: Phase) -> None:
     loop_ns = [0] * nthreads
     got = [0] * nthreads
     bar = ph.progress(count)
+    rec = ph.recorder
 
     def worker(tid: int) -> None:
         seek = eng.seek_scan_fn()
@@ -430,6 +455,8 @@ def w_seekrandom(ph: Phase) -> None:
             loop_ns[tid] += ns
             got[tid] += g
             hists[tid].add_many(lat)
+            if rec is not None:
+                rec.add(lat)
             bar.update(len(keys))
 
     with bar:
@@ -456,6 +483,8 @@ def w_deleterandom(ph: Phase) -> None:
             lat: list = []
             total += _del_loop(delete, keys, lat)
             res.hist.add_many(lat)
+            if ph.recorder is not None:
+                ph.recorder.add(lat)
             bar.update(len(keys))
     res.ops = spec.num
     res.seconds = total / 1e9
@@ -569,6 +598,17 @@ def run_workload(name: str, engine: Engine, cfg: RunConfig) -> PhaseResult:
     if name not in WORKLOADS:
         raise InvalidArgumentError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
     res = PhaseResult(name, engine.name)
-    WORKLOADS[name][0](Phase(name, engine, cfg, res))
+    ph = Phase(name, engine, cfg, res)
+    WORKLOADS[name][0](ph)
     res.hist._check()
+    if cfg.report_interval is not None:
+        if ph.recorder is None:
+            res.notes.append("no interval series: it needs --threads 1")
+        elif name == "readwhilewriting":
+            res.notes.append("no interval series for readwhilewriting")
+        else:
+            series = ph.recorder.finish()
+            res.extra["interval_ops"] = cfg.report_interval
+            res.extra["intervals"] = series
+            res.extra["interval_slowdown"] = slowdown(series, cfg.report_interval)
     return res

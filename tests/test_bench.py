@@ -338,3 +338,143 @@ def test_progress_bar_draws_only_when_enabled():
         bar.update(100)
     assert quiet.getvalue() == ""
     assert progress_wanted(None, io.StringIO()) is False and progress_wanted(True) is True
+
+
+# -- throughput intervals (--report-interval) -------------------------------------
+
+def test_interval_recorder_cuts_exact_intervals():
+    from bench.intervals import IntervalRecorder, slowdown
+    rec = IntervalRecorder(4)
+    rec.add([1000] * 3)
+    rec.add([1000, 2000, 2000, 2000, 2000, 7])       # closes [0,4) and [4,8)
+    rec.add_grouped([5000], 3)                         # one group of 3 ops, never split
+    series = rec.finish()
+    assert [iv["first_op"] for iv in series] == [0, 4, 8]
+    assert [iv["ops"] for iv in series] == [4, 4, 4]
+    assert series[0]["seconds"] == pytest.approx(4e-6)
+    assert series[1]["seconds"] == pytest.approx(8e-6)
+    assert series[2]["seconds"] == pytest.approx(5007e-9)     # 1 op of 7 ns + the group
+    assert series[0]["ops_per_sec"] == pytest.approx(1e6)
+    assert all(iv["rss_mib"] is None or iv["rss_mib"] > 0 for iv in series)
+    assert slowdown(series, 4) == pytest.approx(series[0]["ops_per_sec"] / series[2]["ops_per_sec"])
+    # a short last interval is not the "last million"
+    short = [{"ops": 10, "ops_per_sec": 100.0}, {"ops": 10, "ops_per_sec": 50.0},
+             {"ops": 2, "ops_per_sec": 1.0}]
+    assert slowdown(short, 10) == pytest.approx(2.0)
+    assert slowdown(short[:1], 10) is None
+    with pytest.raises(InvalidArgumentError):
+        IntervalRecorder(0)
+    with pytest.raises(ArgumentTypeError):
+        IntervalRecorder("10")  # type: ignore[arg-type]
+
+
+def _interval_engine() -> str:
+    for name in ("lsm", "sqlite3"):
+        if engine_class(name).available()[0]:
+            return name
+    pytest.skip("neither lsm nor sqlite3 is available")
+
+
+def test_report_interval_series_is_well_formed(tmp_path):
+    engine = _interval_engine()
+    js = tmp_path / "iv.json"
+    num, every = 2500, 600
+    rc, out, err = run(["--num", str(num), "--benchmarks", "fillrandom,fillbatch,readrandom",
+                        "--batch-size", "100", "--engines", engine, "--report-interval", str(every),
+                        "--json", str(js), "--no-progress"])
+    assert rc == 0, out + err
+    doc = json.loads(js.read_text())
+    assert doc["options"]["report_interval"] == every
+    for r in doc["results"]:
+        x = r["extra"]
+        series = x["intervals"]
+        assert x["interval_ops"] == every
+        assert [iv["index"] for iv in series] == list(range(len(series)))
+        for iv in series:
+            assert set(report.INTERVAL_FIELDS) <= set(iv)
+            assert iv["ops"] > 0 and iv["seconds"] > 0 and iv["ops_per_sec"] > 0
+        # contiguous, covering every operation exactly once
+        assert [iv["first_op"] for iv in series] == \
+            [sum(s["ops"] for s in series[:k]) for k in range(len(series))]
+        assert sum(iv["ops"] for iv in series) == r["ops"] == num
+        # the intervals are the workload's own timed loop, split
+        assert sum(iv["seconds"] for iv in series) == pytest.approx(r["seconds"], rel=1e-6)
+        if r["workload"] == "fillbatch":   # groups of 100 never split: 600-op intervals
+            assert all(iv["ops"] % 100 == 0 for iv in series)
+        else:
+            assert [iv["ops"] for iv in series] == [600, 600, 600, 600, 100]
+        first, last = series[0]["ops_per_sec"], series[3]["ops_per_sec"]  # 100-op tail skipped
+        if r["workload"] != "fillbatch":
+            assert x["interval_slowdown"] == pytest.approx(first / last)
+    assert f"{engine}:fillrandom per 600 ops" in out
+    assert "first/last slowdown" in out and "target <= 2x" in out
+
+
+def test_report_interval_needs_one_thread():
+    engine = _interval_engine()
+    rc, out, err = run(["--num", "300", "--benchmarks", "fillrandom", "--engines", engine,
+                        "--threads", "2", "--report-interval", "100"])
+    assert rc == 0, out + err
+    assert "no interval series: it needs --threads 1" in out
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--report-interval", "0"])
+    assert e.value.code == 2
+
+
+# -- memory (peak_rss_mib, --isolate) ----------------------------------------------
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux /proc")
+def test_peak_tracker_sees_a_phase_peak_and_resets():
+    from bench.memory import PeakTracker, read_memory
+    tracker = PeakTracker()
+    r = read_memory()
+    assert r.rss_kib and r.peak_kib and r.peak_kib >= r.rss_kib
+    tracker.mark()
+    block = bytearray(64 << 20)          # touched (zeroed) pages: resident
+    block[::4096] = b"x" * len(block[::4096])
+    del block
+    peak = tracker.over_baseline_mib(tracker.mark().peak_kib)
+    assert peak is not None and peak >= 60
+    if tracker.resettable:              # the next phase does not inherit that peak
+        after = tracker.over_baseline_mib(tracker.mark().peak_kib)
+        assert after < peak - 40
+    s = tracker.summary()
+    assert s["peak_rss_mib"] >= 60 and s["baseline_rss_mib"] > 0
+
+
+def test_isolated_engines_report_their_own_peak_memory(tmp_path):
+    engines = [n for n in ("lsm", "sqlite3", "plyvel") if engine_class(n).available()[0]][:2]
+    if not engines:
+        pytest.skip("no engine available")
+    js = tmp_path / "mem.json"
+    rc, out, err = run(["--num", "3000", "--benchmarks", "fillrandom,readrandom",
+                        "--engines", ",".join(engines), "--isolate", "--json", str(js),
+                        "--no-progress"])
+    assert rc == 0, out + err
+    doc = json.loads(js.read_text())
+    assert doc["options"]["isolate"] is True
+    assert set(doc["memory"]) == set(engines)
+    for name, m in doc["memory"].items():
+        assert set(report.MEMORY_FIELDS) <= set(m)
+        assert m["isolated"] is True
+        assert m["baseline_rss_mib"] > 0
+        assert m["peak_rss_total_mib"] >= m["baseline_rss_mib"]
+        assert m["peak_rss_mib"] == pytest.approx(m["peak_rss_total_mib"] - m["baseline_rss_mib"])
+    assert [(r["engine"], r["workload"]) for r in doc["results"]] == \
+        [(e, w) for e in engines for w in ("fillrandom", "readrandom")]
+    for r in doc["results"]:
+        assert r["extra"]["rss_isolated"] is True
+        assert isinstance(r["extra"]["peak_rss_mib"], float)
+        assert r["extra"]["peak_rss_mib"] <= doc["memory"][r["engine"]]["peak_rss_mib"] + 1e-9
+        assert not any(n.startswith("check_failed") for n in r["notes"])
+    assert "peak_rss_mib" in out and "own process (--isolate)" in out
+    for e in engines:
+        assert f"{e:<13} fillrandom" in out
+
+
+def test_in_process_memory_is_marked():
+    engine = _interval_engine()
+    rc, out, err = run(["--num", "300", "--benchmarks", "fillseq", "--engines", engine])
+    assert rc == 0, out + err
+    assert "in-process: includes earlier engines' leftovers" in out
+    assert "peak-rss" in out
