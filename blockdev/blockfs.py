@@ -87,6 +87,7 @@ in-process lock table: it keeps a second handle out, not another process
 from __future__ import annotations
 
 import bisect
+import enum
 import struct
 import threading
 import uuid
@@ -119,10 +120,25 @@ from blockdev.fs import (
     copy_file,
 )
 
-__all__ = ["BlockFS", "Superblock", "FsckReport", "MAGIC", "FORMAT_VERSION"]
+__all__ = ["BlockFS", "Superblock", "FsckReport", "MAGIC", "FORMAT_VERSION", "BlockFSFormat"]
+
+
+class BlockFSFormat(enum.IntEnum):
+    """Named BlockFS format versions (superblock bytes 8-11, u32 LE).
+
+    Each member is one released layout; never renumber or reuse a value
+    (do not change: on-disk).  A new layout adds a member, documents it in
+    docs/format.md ("BlockFS" / "Format versions") and moves
+    ``FORMAT_VERSION``; a mount refuses 0 and anything above it.
+    """
+
+    #: initial: two superblock slots, two journal areas, commit groups with
+    #: data checksums in EXTEND records.
+    V1 = 1
+
 
 MAGIC = b"SDKBLKFS"  # do not change: on-disk
-FORMAT_VERSION = 1  # do not change: on-disk (bump for a new layout)
+FORMAT_VERSION = BlockFSFormat.V1  # the version written (do not change: on-disk)
 _SB = struct.Struct("<8sIIQ16sQIIQQQQQ")  # do not change: on-disk (96 bytes)
 _SB_CSUM = struct.Struct("<Q")  # do not change: on-disk (at offset 96)
 SUPERBLOCK_SIZE = _SB.size + _SB_CSUM.size  # 104
@@ -342,7 +358,8 @@ def _decode_superblock(raw: bytes, dev: str, slot: int) -> Optional[Superblock]:
     version = struct.unpack_from("<I", raw, 8)[0]
     if version > FORMAT_VERSION or version == 0:
         raise UnsupportedFormatError(
-            f"BlockFS format version {version} (this code reads up to {FORMAT_VERSION})", dev)
+            f"BlockFS format version {version} (this code reads up to "
+            f"{FORMAT_VERSION.name} = {int(FORMAT_VERSION)})", dev)
     fields = _SB.unpack_from(raw, 0)
     (csum,) = _SB_CSUM.unpack_from(raw, _SB.size)
     if _xxh64(raw[:_SB.size]) != csum:
@@ -1026,7 +1043,7 @@ class BlockFS(FileSystem):
                 f"device {dev.name} ({dev.size} bytes) is too small for BlockFS with "
                 f"{journal_blocks}-block journal areas")
         area_len = journal_blocks * bs
-        sb = Superblock(FORMAT_VERSION, bs, dev.size, uuid.uuid4().bytes, 1, 0,
+        sb = Superblock(int(FORMAT_VERSION), bs, dev.size, uuid.uuid4().bytes, 1, 0,
                         2 * bs, 2 * bs + area_len, area_len, 2 * bs + 2 * area_len, data_blocks)
         dev.write(0, bytes(bs))  # invalidate slot 0 (an older BlockFS's superblock)
         dev.write(sb.area0_offset, bytes(bs))

@@ -17,6 +17,25 @@ The device stores no metadata of its own: byte ``i`` of the device is byte
 ``i`` of the file.  ``size`` is the file size (rounded down to the block
 size) unless given; ``create=True`` creates a missing file and grows it to
 ``size`` (sparse).
+
+Exclusive access: by default the device takes an exclusive, non-blocking
+``flock(LOCK_EX | LOCK_NB)`` on its file descriptor right after opening, so a
+second FileDevice over the same file -- in another process or in this one
+(flock locks belong to the open file description, so a second ``open`` in
+the same process conflicts too) -- fails at once with ``LockError`` naming
+the path instead of silently interleaving writes with the first.  A raw
+block device is also opened with ``O_EXCL`` (Linux: the open fails with
+``EBUSY`` while the device is mounted or held by another exclusive opener).
+The lock is released when the device is closed or the process dies.
+
+Opt-outs (both explicit):
+
+* ``read_only=True`` opens ``O_RDONLY`` (writes, flushes and discards raise
+  ``ReadOnlyError``) and takes a *shared* lock: many read-only openers may
+  coexist, none while a writer holds the device.
+* ``lock=False`` takes no lock at all.  Only for read-only inspection of a
+  device that a live process holds (``SuperDisk.inspect``); never combine it
+  with writes to a device someone else has open.
 """
 
 from __future__ import annotations
@@ -35,8 +54,10 @@ from blockdev.device import BlockDevice
 from blockdev.errors import (
     ArgumentTypeError,
     InvalidArgumentError,
+    LockError,
     NoSpaceError,
     NotFoundError,
+    ReadOnlyError,
     StorageIOError,
 )
 
@@ -78,10 +99,15 @@ class FileDevice(BlockDevice):
     ``create`` is false it must exist.  ``size`` (bytes, a multiple of
     ``block_size``) defaults to the current size rounded down to the block
     size; it must not exceed the size of an existing block device.
+    ``lock`` (default True): hold an exclusive ``flock`` (shared when
+    ``read_only``) for the device's lifetime; raises ``LockError`` naming the
+    path when another holder conflicts.  ``read_only``: open ``O_RDONLY``;
+    writes raise ``ReadOnlyError`` (requires ``create=False``).
     """
 
     def __init__(self, path: Union[str, "os.PathLike[str]"], size: Optional[int] = None,
-                 create: bool = False, block_size: int = 4096, direct_io: bool = False) -> None:
+                 create: bool = False, block_size: int = 4096, direct_io: bool = False, *,
+                 lock: bool = True, read_only: bool = False) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise ArgumentTypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
@@ -92,12 +118,18 @@ class FileDevice(BlockDevice):
             raise ArgumentTypeError(f"create must be a bool, got {type(create).__name__}")
         if not isinstance(direct_io, bool):
             raise ArgumentTypeError(f"direct_io must be a bool, got {type(direct_io).__name__}")
+        if not isinstance(lock, bool):
+            raise ArgumentTypeError(f"lock must be a bool, got {type(lock).__name__}")
+        if not isinstance(read_only, bool):
+            raise ArgumentTypeError(f"read_only must be a bool, got {type(read_only).__name__}")
+        if read_only and create:
+            raise InvalidArgumentError("read_only and create are mutually exclusive")
         if block_size <= 0 or block_size & (block_size - 1):
             raise InvalidArgumentError(f"block_size must be a power of two, got {block_size}")
         if size is not None and (size < 0 or size % block_size):
             raise InvalidArgumentError(f"size must be a non-negative multiple of block_size {block_size}, got {size}")
         path_str = os.fspath(path)
-        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+        flags = (os.O_RDONLY if read_only else os.O_RDWR) | getattr(os, "O_CLOEXEC", 0)
         if direct_io:
             if not hasattr(os, "O_DIRECT"):
                 raise InvalidArgumentError("direct_io is not supported on this platform")
@@ -109,6 +141,12 @@ class FileDevice(BlockDevice):
             raise InvalidArgumentError(f"size is required to create {path_str}")
         if create:
             flags |= os.O_CREAT
+        if lock and not read_only and exists:
+            try:
+                if stat.S_ISBLK(os.stat(path_str).st_mode):
+                    flags |= os.O_EXCL      # no O_CREAT here: Linux's exclusive block-device open
+            except OSError:
+                pass                        # open() below reports the problem
         try:
             fd = os.open(path_str, flags, 0o644)
         except OSError as exc:
@@ -116,8 +154,13 @@ class FileDevice(BlockDevice):
                 raise StorageIOError(f"O_DIRECT is not supported by the file system of {path_str}", path_str) from exc
             if exc.errno == errno.ENOENT:
                 raise NotFoundError(f"device file does not exist: {path_str}") from exc
+            if exc.errno == errno.EBUSY and flags & os.O_EXCL:
+                raise LockError(f"block device {path_str} is in use (mounted or opened exclusively "
+                                "by another process)") from exc
             raise _io_error(exc, "open", path_str, None) from exc
         try:
+            if lock:
+                self._lock_fd(fd, path_str, shared=read_only)
             st = os.fstat(fd)
             self._is_blockdev = stat.S_ISBLK(st.st_mode)
             if not self._is_blockdev and not stat.S_ISREG(st.st_mode):
@@ -143,8 +186,28 @@ class FileDevice(BlockDevice):
         self.name = path_str
         self.path = path_str
         self.direct_io = direct_io
+        self.read_only = read_only
+        self.locked = lock
         self._fd = fd
         self._local = threading.local()
+
+    @staticmethod
+    def _lock_fd(fd: int, path: str, shared: bool) -> None:
+        """Take a non-blocking flock on ``fd``; LockError naming ``path`` when held elsewhere."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - non-POSIX platforms have no flock
+            return
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LockError(
+                    f"device {path} is locked by another process or open device "
+                    f"(two writers would corrupt it; close the other user first)") from exc
+            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                return  # the file system cannot lock: nothing to enforce
+            raise _io_error(exc, "flock", path, None) from exc
 
     @staticmethod
     def _device_bytes(fd: int) -> int:
@@ -198,7 +261,12 @@ class FileDevice(BlockDevice):
             data += bytes(length - len(data))
         return data
 
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(f"device {self.name} was opened read-only")
+
     def _write(self, offset: int, data: bytes) -> None:
+        self._check_writable()
         length = len(data)
         try:
             if self.direct_io:
@@ -218,6 +286,8 @@ class FileDevice(BlockDevice):
             raise _io_error(exc, "write", self.name, offset) from exc
 
     def _flush(self) -> None:
+        if self.read_only:
+            return  # nothing was written: nothing to make durable
         try:
             if hasattr(os, "fdatasync"):
                 os.fdatasync(self._fd)
@@ -227,6 +297,7 @@ class FileDevice(BlockDevice):
             raise _io_error(exc, "fdatasync", self.name, None) from exc
 
     def _discard(self, offset: int, length: int) -> None:
+        self._check_writable()
         if self._is_blockdev:
             try:
                 import fcntl

@@ -46,6 +46,7 @@ leg (a durable restored from a snapshot) — is rebuilt from durable.
 from __future__ import annotations
 
 import concurrent.futures
+import enum
 import os
 import struct
 import sys
@@ -71,12 +72,26 @@ from blockdev.errors import (
     UnsupportedFormatError,
 )
 
-__all__ = ["SuperDisk", "Superblock", "Layout", "format_status", "SB_MAGIC", "FORMAT_VERSION",
-           "block_checksum"]
+__all__ = ["SuperDisk", "Superblock", "Layout", "format_status", "format_inspect", "SB_MAGIC",
+           "FORMAT_VERSION", "SuperDiskFormat", "block_checksum"]
 
 # -- on-disk constants (do not change: on-disk) ----------------------------------
+class SuperDiskFormat(enum.IntEnum):
+    """Named SuperDisk leg format versions (superblock bytes 8-11, u32 LE).
+
+    Each member is one released layout; never renumber or reuse a value
+    (do not change: on-disk).  A new layout adds a member, documents it in
+    docs/format.md ("SuperDisk" / "Format versions") and moves
+    ``FORMAT_VERSION``; readers refuse anything above ``FORMAT_VERSION``.
+    """
+
+    #: initial: two superblock slots, per-block XXH64 checksum area,
+    #: write-intent bitmap, data area.
+    V1 = 1
+
+
 SB_MAGIC = b"SDSKLEG\x00"
-FORMAT_VERSION = 1
+FORMAT_VERSION = SuperDiskFormat.V1     # the version written (do not change: on-disk)
 CSUM_SEED = 0x0000_4D55_5343_4B53      # "SKCSUM\0\0" as LE u64, + checksum block index
 ROLE_DURABLE = 1
 ROLE_CACHE = 2
@@ -140,7 +155,7 @@ class Superblock:
     left_generation: int
     rebuild_cursor: int
     created_ns: int
-    version: int = FORMAT_VERSION
+    version: int = int(FORMAT_VERSION)
 
     def encode(self, block_size: int) -> bytes:
         """The superblock as one on-disk block.  O(block_size)."""
@@ -166,7 +181,8 @@ class Superblock:
         version = f[1]
         if version > FORMAT_VERSION:
             raise UnsupportedFormatError(
-                f"SuperDisk format version {version} is newer than supported {FORMAT_VERSION}", file)
+                f"SuperDisk format version {version} is newer than supported "
+                f"{FORMAT_VERSION.name} ({int(FORMAT_VERSION)})", file)
         sb = cls(array_uuid=f[3], member_uuid=f[4], role=f[5], flags=f[6], cache_state=f[7],
                  block_size=f[9], size=f[10], generation=f[11], update_seq=f[12], leg_size=f[13],
                  csum_offset=f[14], csum_blocks=f[15], bitmap_offset=f[16], bitmap_blocks=f[17],
@@ -291,6 +307,130 @@ def _read_sb(dev: BlockDevice, block_size: int) -> Tuple[Optional[Superblock], s
         if best is None or sb.update_seq > best.update_seq:
             best = sb
     return best, ("blank" if reasons and all(r == "blank" for r in reasons) else "; ".join(reasons))
+
+
+def _classify_cache(dsb: Superblock, csb: Optional[Superblock], why: str, nblocks: int,
+                    name: str) -> Tuple[str, int, str]:
+    """How assembly treats a cache leg: ``(mode, cursor, reason)`` with mode
+    ``'trusted'``, ``'re-add'`` (bitmap resync) or ``'rebuild'`` (full copy).
+    Pure: reads and writes nothing.  Raises InvalidArgumentError when the
+    "cache" holds a durable superblock (never overwritten).  O(1)."""
+    if csb is None:
+        return "rebuild", 0, f"cache is {why or 'blank'}"
+    if csb.role == ROLE_DURABLE:
+        raise InvalidArgumentError(
+            f"the cache leg {name} holds a SuperDisk durable superblock"
+            + (" of this very array (same disk passed twice?)" if csb.array_uuid == dsb.array_uuid
+               else " of another array; refusing to overwrite it"))
+    if csb.array_uuid != dsb.array_uuid:
+        return "rebuild", 0, f"cache belongs to another array ({uuid.UUID(bytes=csb.array_uuid)})"
+    if csb.member_uuid != dsb.paired_uuid:
+        return "rebuild", 0, "cache member was replaced since (identity mismatch)"
+    if csb.size != dsb.size or csb.region_size != dsb.region_size:
+        return "rebuild", 0, "cache geometry differs from the array"
+    if csb.generation > dsb.generation:
+        return "rebuild", 0, (f"cache generation {csb.generation} is newer than durable {dsb.generation} "
+                              "(durable restored from an older snapshot?); durable is the source of truth")
+    cursor = min(csb.rebuild_cursor, nblocks) if csb.cache_state == CACHE_RECOVERING else nblocks
+    if csb.generation == dsb.generation and dsb.cache_state in (CACHE_IN_SYNC, CACHE_RECOVERING):
+        return "trusted", cursor, "cache is current"
+    if (csb.generation < dsb.generation and dsb.cache_state == CACHE_FAILED
+            and dsb.left_generation == csb.generation):
+        return "re-add", cursor, f"cache returns after leaving at generation {csb.generation}: bitmap resync"
+    return "rebuild", 0, (f"cache generation {csb.generation} is stale (durable {dsb.generation}, "
+                          f"state {_CACHE_STATE_NAMES[dsb.cache_state]})")
+
+
+def _stale_below(dirty: Sequence[int], cursor: int, lay: Layout) -> set:
+    """The dirty regions a returning cache must resync: those starting below
+    ``cursor`` (the recovery pass copies everything at or above it).  O(len(dirty))."""
+    return {r for r in dirty if r * lay.region_blocks < cursor}
+
+
+def _remaining_blocks(cursor: int, stale: Any, lay: Layout, resync_pos: Optional[int] = None) -> int:
+    """Blocks a rebuild still has to copy: the recovery pass ``[cursor, N)``
+    plus, for each stale region (all below the cursor), its part below the
+    cursor -- disjoint ranges, so the sum never exceeds N.  ``resync_pos``:
+    progress inside the lowest stale region.  O(len(stale))."""
+    n = lay.nblocks - min(cursor, lay.nblocks)
+    first = min(stale) if stale else None
+    for r in stale:
+        lo = r * lay.region_blocks
+        hi = min(lo + lay.region_blocks, lay.nblocks, cursor)
+        if r == first and resync_pos is not None and lo <= resync_pos < hi:
+            lo = resync_pos
+        n += max(0, hi - lo)
+    return n
+
+
+def _open_for_inspect(spec: Any, role: str, opened: List[BlockDevice]) -> Tuple[BlockDevice, Optional[bool]]:
+    """A leg to examine read-only, and whether another process holds it
+    (None: unknown, a device object was passed)."""
+    from blockdev.errors import LockError
+    from blockdev.file import FileDevice
+
+    if isinstance(spec, BlockDevice):
+        if spec.closed:
+            raise ClosedError(f"{role} leg {spec.name} is closed")
+        return spec, None
+    if not isinstance(spec, (str, os.PathLike)):
+        raise ArgumentTypeError(f"{role} must be a path or a BlockDevice, got {type(spec).__name__}")
+    path = os.fspath(spec)
+    try:
+        dev = FileDevice(path, read_only=True)          # shared lock: nobody writes while we read
+        in_use = False
+    except LockError:
+        dev = FileDevice(path, read_only=True, lock=False)   # a live array: read a snapshot
+        in_use = True
+    opened.append(dev)
+    return dev, in_use
+
+
+def _read_sb_any_block_size(dev: BlockDevice) -> Tuple[Optional[Superblock], str]:
+    """Like ``_read_sb`` when the array block size is unknown: slot 0 sits at
+    offset 0 for every block size and names it; a slot-0-less leg is tried at
+    the usual sizes.  O(1)."""
+    head = dev.read(0, min(dev.size, 4096)) if dev.size else b""
+    sizes: List[int] = []
+    if len(head) >= SB_BYTES and head[:8] == SB_MAGIC:
+        try:
+            sizes.append(Superblock.decode(head, dev.name, 0).block_size)
+        except CorruptionError:
+            pass
+    sizes += [bs for bs in (4096, 512, 1024, 2048, 8192, 16384, 65536) if bs not in sizes]
+    why = "blank"
+    for bs in sizes:
+        if dev.size < 2 * bs:
+            continue
+        sb, why = _read_sb(dev, bs)
+        if sb is not None and sb.block_size == bs:
+            return sb, why
+    return None, why
+
+
+def _leg_info(dev: BlockDevice, sb: Optional[Superblock], in_use: Optional[bool]) -> Dict[str, Any]:
+    """The examine fields of one leg's superblock."""
+    info: Dict[str, Any] = {"device": dev.name, "in_use": in_use, "superblock": None}
+    if sb is not None:
+        info["superblock"] = {
+            "version": sb.version,
+            "role": "durable" if sb.role == ROLE_DURABLE else "cache",
+            "array_uuid": str(uuid.UUID(bytes=sb.array_uuid)),
+            "member_uuid": str(uuid.UUID(bytes=sb.member_uuid)),
+            "paired_uuid": str(uuid.UUID(bytes=sb.paired_uuid)),
+            "generation": sb.generation,
+            "update_seq": sb.update_seq,
+            "clean": bool(sb.flags & FLAG_CLEAN),
+            "cache_state": _CACHE_STATE_NAMES[sb.cache_state],
+            "left_generation": sb.left_generation,
+            "rebuild_cursor": sb.rebuild_cursor * sb.block_size,
+            "size": sb.size,
+            "leg_size": sb.leg_size,
+            "block_size": sb.block_size,
+            "region_size": sb.region_size,
+            "created_ns": sb.created_ns,
+        }
+    return info
 
 
 class _CsumWriter:
@@ -530,7 +670,8 @@ class SuperDisk(BlockDevice):
         self._layout = sb.layout()
         lay = self._layout
         self._cursor = lay.nblocks          # cache valid below this block (when attached)
-        self._stale: set = set()            # regions the cache must resync before use
+        self._stale: set = set()            # regions the cache must resync before use (all below the cursor)
+        self._resync_pos: Optional[int] = None  # next block of the region being resynced
         self._bitmap = WriteIntentBitmap(lay.nregions, lay.region_blocks, block_size)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=io_threads, thread_name_prefix="superdisk-io")
@@ -653,39 +794,14 @@ class SuperDisk(BlockDevice):
             self._notes.append(f"cache leg {dev.name} unreadable at assembly ({exc}); running degraded")
             self._cache, self._cache_failed = cleg, True
             return
-        mode = "rebuild"
-        cursor = 0
-        if csb is None:
-            reason = f"cache is {why or 'blank'}"
-        elif csb.role == ROLE_DURABLE:
-            raise InvalidArgumentError(
-                f"the cache leg {dev.name} holds a SuperDisk durable superblock"
-                + (" of this very array (same disk passed twice?)" if csb.array_uuid == dsb.array_uuid
-                   else " of another array; refusing to overwrite it"))
-        elif csb.array_uuid != dsb.array_uuid:
-            reason = f"cache belongs to another array ({uuid.UUID(bytes=csb.array_uuid)})"
-        elif csb.member_uuid != dsb.paired_uuid:
-            reason = "cache member was replaced since (identity mismatch)"
-        elif csb.size != dsb.size or csb.region_size != dsb.region_size:
-            reason = "cache geometry differs from the array"
-        elif csb.generation > dsb.generation:
-            reason = (f"cache generation {csb.generation} is newer than durable {dsb.generation} "
-                      "(durable restored from an older snapshot?); durable is the source of truth")
-        elif csb.generation == dsb.generation and dsb.cache_state in (CACHE_IN_SYNC, CACHE_RECOVERING):
-            mode = "trusted"
-            cursor = csb.rebuild_cursor if csb.cache_state == CACHE_RECOVERING else lay.nblocks
-            reason = "cache is current"
-        elif (csb.generation < dsb.generation and dsb.cache_state == CACHE_FAILED
-              and dsb.left_generation == csb.generation):
-            mode = "re-add"
-            cursor = csb.rebuild_cursor if csb.cache_state == CACHE_RECOVERING else lay.nblocks
-            reason = f"cache returns after leaving at generation {csb.generation}: bitmap resync"
-        else:
-            reason = (f"cache generation {csb.generation} is stale (durable {dsb.generation}, "
-                      f"state {_CACHE_STATE_NAMES[dsb.cache_state]})")
+        mode, cursor, reason = _classify_cache(dsb, csb, why, lay.nblocks, dev.name)
         self._notes.append(f"{dev.name}: {reason}" + ("" if mode != "rebuild" else "; full rebuild"))
         member = csb.member_uuid if (mode != "rebuild" and csb is not None) else uuid.uuid4().bytes
-        stale = set(r for r in self._bitmap.dirty_regions()) if mode != "rebuild" else set()
+        # dirty regions below the cursor must resync; those at or above it are
+        # copied whole by the recovery pass anyway (counting them too would
+        # count their bytes twice)
+        stale = (_stale_below(self._bitmap.dirty_regions(), cursor, lay)
+                 if mode != "rebuild" else set())
         if mode == "rebuild":
             # the cache's bitmap area is unused; its checksum area is rewritten as the rebuild passes
             cursor = 0
@@ -709,7 +825,8 @@ class SuperDisk(BlockDevice):
             if self._cursor < lay.nblocks or stale:
                 self._rebuild_started = None
                 self._rebuild_done_bytes = 0
-            self._rebuild_total_bytes = (lay.nblocks - self._cursor) * self.block_size + len(stale) * lay.region_blocks * self.block_size
+            self._resync_pos = None
+            self._rebuild_total_bytes = _remaining_blocks(self._cursor, stale, lay) * self.block_size
         if not at_open:
             self._write_pair_sbs(bump=True)
 
@@ -1364,8 +1481,9 @@ class SuperDisk(BlockDevice):
                 if below:
                     r = below[0]
                     lo = r * lay.region_blocks
-                    hi = min(lo + lay.region_blocks, lay.nblocks)
-                    pos = getattr(self, "_resync_pos", None)
+                    # the part of the region at or above the cursor is the recovery pass's
+                    hi = min(lo + lay.region_blocks, lay.nblocks, self._cursor)
+                    pos = self._resync_pos
                     if pos is None or not lo <= pos < hi:
                         pos = lo
                     while pos < hi and done < budget:
@@ -1601,7 +1719,7 @@ class SuperDisk(BlockDevice):
             action = "idle"
             if state == "rebuilding":
                 action = "recovery" if self._cursor < lay.nblocks else "resync"
-            remaining = ((lay.nblocks - self._cursor) + len(self._stale) * lay.region_blocks) * bs \
+            remaining = _remaining_blocks(self._cursor, self._stale, lay, self._resync_pos) * bs \
                 if state == "rebuilding" else 0
             rate = None
             if self._rebuild_started is not None and state == "rebuilding":
@@ -1653,6 +1771,121 @@ class SuperDisk(BlockDevice):
                 "counters": counters,
                 "notes": list(self._notes[-20:]),
             }
+
+    @classmethod
+    def inspect(cls, durable: Any, cache: Any = None) -> Dict[str, Any]:
+        """Examine a SuperDisk's legs without assembling or writing anything
+        (``mdadm --examine``): both superblock slots of each leg, the durable
+        leg's write-intent bitmap, and what the next assembly would do with
+        the cache (trust it, re-add with a bitmap resync, or rebuild it).
+
+        ``durable``/``cache``: paths (opened ``O_RDONLY`` -- the kernel
+        refuses writes -- and without taking the device lock, so a live
+        array held by a running process can be examined; each leg reports
+        ``in_use`` when another process holds its lock) or BlockDevice
+        objects (only read).  The answer is a snapshot: a live array may
+        move on while it is read (each superblock slot is checksummed, so a
+        torn read falls back to the other slot).  Raises UnsupportedFormatError
+        when the durable leg holds no SuperDisk.  O(bitmap blocks).
+        """
+        if durable is None:
+            raise InvalidArgumentError("durable leg is required")
+        if cache is not None and cache is durable:
+            raise InvalidArgumentError("durable and cache must be different devices")
+        opened: List[BlockDevice] = []
+        try:
+            ddev, d_in_use = _open_for_inspect(durable, "durable", opened)
+            dsb, why = _read_sb_any_block_size(ddev)
+            if dsb is None:
+                raise UnsupportedFormatError(
+                    f"durable leg holds no SuperDisk superblock ({why or 'blank'})", ddev.name)
+            if dsb.role != ROLE_DURABLE:
+                raise UnsupportedFormatError(
+                    "the durable leg holds a SuperDisk *cache* superblock; pass the durable disk as durable",
+                    ddev.name)
+            lay = dsb.layout()
+            bs = dsb.block_size
+            notes: List[str] = []
+            bitmap = WriteIntentBitmap(lay.nregions, lay.region_blocks, bs)
+            if lay.bitmap_blocks:
+                data = ddev.read(lay.bitmap_offset, lay.bitmap_blocks * bs)
+                bad = [i for i in range(lay.bitmap_blocks)
+                       if not bitmap.load_block(i, data[i * bs:(i + 1) * bs])]
+                if bad:
+                    notes.append(f"bitmap blocks {bad} fail their checksum: their regions count as dirty")
+            dirty = bitmap.dirty_regions()
+            legs: Dict[str, Any] = {"durable": _leg_info(ddev, dsb, d_in_use), "cache": None}
+            clean = bool(dsb.flags & FLAG_CLEAN)
+            if not clean:
+                notes.append(f"durable leg not cleanly closed (or in use): {len(dirty)} dirty regions "
+                             "would be re-checksummed at assembly")
+            mode: Optional[str] = None
+            cursor = 0
+            stale: set = set()
+            if cache is None:
+                state = "degraded"
+                cstate = "missing"
+                notes.append("no cache leg given: the array would run degraded")
+            else:
+                cdev, c_in_use = _open_for_inspect(cache, "cache", opened)
+                try:
+                    if cdev.size < lay.leg_size:
+                        raise InvalidArgumentError(
+                            f"cache leg {cdev.name} has {cdev.size} bytes; the array needs {lay.leg_size}")
+                    try:
+                        csb, cwhy = _read_sb(cdev, bs)
+                    except UnsupportedFormatError as exc:
+                        csb, cwhy = None, str(exc)
+                    legs["cache"] = _leg_info(cdev, csb, c_in_use)
+                    mode, cursor, reason = _classify_cache(dsb, csb, cwhy, lay.nblocks, cdev.name)
+                    notes.append(f"{cdev.name}: {reason}" + ("" if mode != "rebuild" else "; full rebuild"))
+                    if mode == "rebuild":
+                        cursor = 0
+                    else:
+                        stale = _stale_below(dirty, cursor, lay)
+                    rebuilding = cursor < lay.nblocks or bool(stale)
+                    state = "rebuilding" if rebuilding else "clean"
+                    cstate = "recovering" if rebuilding else "in_sync"
+                except StorageIOError as exc:
+                    notes.append(f"cache leg unreadable ({exc}): the array would run degraded")
+                    state, cstate, legs["cache"] = "degraded", "failed", {"device": cdev.name}
+                except InvalidArgumentError as exc:
+                    notes.append(f"cache leg refused: {exc}")
+                    state, cstate = "degraded", "refused"
+                    legs["cache"] = legs["cache"] or {"device": cdev.name}
+            remaining = _remaining_blocks(cursor, stale, lay) * bs if state == "rebuilding" else 0
+            action = "idle"
+            if state == "rebuilding":
+                action = "recovery" if cursor < lay.nblocks else "resync"
+            legs["durable"]["state"] = "in_sync"
+            if legs["cache"] is not None:
+                legs["cache"]["state"] = cstate
+            return {
+                "name": f"superdisk({ddev.name})",
+                "state": state,
+                "action": action,
+                "assembly": mode or "none",
+                "array_uuid": str(uuid.UUID(bytes=dsb.array_uuid)),
+                "generation": dsb.generation,
+                "format_version": dsb.version,
+                "clean_shutdown": clean,
+                "size": dsb.size,
+                "block_size": bs,
+                "legs": legs,
+                "rebuild": {
+                    "cursor": cursor * bs,
+                    "total": dsb.size,
+                    "progress": (cursor / lay.nblocks if lay.nblocks else 1.0),
+                    "stale_regions": len(stale),
+                    "remaining_bytes": remaining,
+                },
+                "bitmap": {"region_size": lay.region_blocks * bs, "regions": lay.nregions,
+                           "dirty_regions": len(dirty)},
+                "notes": notes,
+            }
+        finally:
+            for dev in opened:
+                dev.close()
 
     def format_status(self) -> str:
         """``status()`` rendered the way /proc/mdstat reads."""
@@ -1710,6 +1943,8 @@ class SuperDisk(BlockDevice):
         assert 0 <= self._cursor <= lay.nblocks
         assert len(self._table) == lay.nblocks
         assert all(0 <= r < lay.nregions for r in self._stale)
+        assert all(r * lay.region_blocks < self._cursor for r in self._stale), "stale region above the cursor"
+        assert _remaining_blocks(self._cursor, self._stale, lay, self._resync_pos) <= lay.nblocks
         for r in self._stale:
             assert self._bitmap.is_dirty(r), f"stale region {r} must keep its bit set"
         self._bitmap._check()
@@ -1728,7 +1963,7 @@ def format_status(st: Dict[str, Any]) -> str:
         members.append(f"{c['device']}[1]" + ("(F)" if c["state"] == "failed" else "")
                        + ("(R)" if c["state"] == "recovering" else ""))
     lines = [f"{st['name']} : active raid1 {' '.join(members)}  state={st['state']}",
-             f"      {st['size'] // 1024} blocks super sdsk-{FORMAT_VERSION} [2/{active}] [{up}]"
+             f"      {st['size'] // 1024} blocks super sdsk-{int(FORMAT_VERSION)} [2/{active}] [{up}]"
              f"  gen={st['generation']} uuid={st['array_uuid']}"]
     rb = st["rebuild"]
     if st["state"] == "rebuilding":
@@ -1751,4 +1986,41 @@ def format_status(st: Dict[str, Any]) -> str:
                  f"{k['checksum_failures_cache']}/{k['checksum_failures_durable']} "
                  f"healed_durable={k['durable_healed']} ejections={k['ejections']} "
                  f"unrecoverable={k['unrecoverable']} error_score={st['error_score']:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def format_inspect(info: Dict[str, Any]) -> str:
+    """Render a ``SuperDisk.inspect()`` dict like ``mdadm --examine``."""
+    if not isinstance(info, dict):
+        raise ArgumentTypeError(f"info must be a dict, got {type(info).__name__}")
+    rb = info["rebuild"]
+    bm = info["bitmap"]
+    lines = [f"{info['name']} (examined read-only; nothing written)",
+             f"          Array UUID : {info['array_uuid']}",
+             f"      Format version : sdsk-{info['format_version']}",
+             f"          Generation : {info['generation']}",
+             f"          Array size : {info['size']} bytes ({info['block_size']}-byte blocks)",
+             f"      Clean shutdown : {'yes' if info['clean_shutdown'] else 'no'}",
+             f"   Next assembly    : state={info['state']} action={info['action']} cache={info['assembly']}",
+             f"     Rebuild cursor : {rb['cursor']}/{rb['total']} ({rb['progress'] * 100:.1f}%)"
+             f"  stale_regions={rb['stale_regions']} remaining={rb['remaining_bytes']}",
+             f"              Bitmap : {bm['dirty_regions']}/{bm['regions']} regions dirty, "
+             f"{bm['region_size'] // 1024}KB chunk"]
+    for role in ("durable", "cache"):
+        leg = info["legs"][role]
+        if leg is None:
+            lines.append(f"  {role}: (none)")
+            continue
+        in_use = {True: "in use by another process", False: "not in use", None: "lock not checked"}
+        lines.append(f"  {role}: {leg['device']}  state={leg.get('state', '?')}  "
+                     f"{in_use[leg.get('in_use')]}")
+        sb = leg.get("superblock")
+        if sb is None:
+            lines.append("      no superblock")
+            continue
+        lines.append(f"      role={sb['role']} gen={sb['generation']} seq={sb['update_seq']} "
+                     f"cache_state={sb['cache_state']} clean={'yes' if sb['clean'] else 'no'} "
+                     f"cursor={sb['rebuild_cursor']} member={sb['member_uuid']}")
+    for note in info["notes"]:
+        lines.append(f"  note: {note}")
     return "\n".join(lines) + "\n"

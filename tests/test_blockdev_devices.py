@@ -296,3 +296,75 @@ def test_faulty_arguments():
         f.crash("some")
     with pytest.raises(InvalidArgumentError):
         f.flip_bits(0, count=0)
+
+
+# -- FileDevice: exclusive lock ------------------------------------------------------
+_HOLDER = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from blockdev.file import FileDevice
+dev = FileDevice(sys.argv[2])
+print("locked", flush=True)
+sys.stdin.readline()
+dev.close()
+"""
+
+
+def _spawn_holder(path):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, root, str(path)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_file_device_lock_excludes_other_process(tmp_path):
+    from blockdev.errors import LockError
+    p = tmp_path / "locked.img"
+    FileDevice(p, size=8 * BS, create=True).close()
+    proc = _spawn_holder(p)
+    try:
+        with pytest.raises(LockError) as ei:
+            FileDevice(p)
+        assert str(p) in str(ei.value)
+        with pytest.raises(LockError):
+            FileDevice(p, read_only=True)       # a shared lock conflicts with the writer too
+        ro = FileDevice(p, read_only=True, lock=False)   # the explicit opt-out still reads
+        assert ro.read(0, BS) == bytes(BS)
+        ro.close()
+    finally:
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        proc.wait(timeout=30)
+    FileDevice(p).close()                      # released when the holder closed
+
+
+def test_file_device_lock_in_process_and_release(tmp_path):
+    from blockdev.errors import LockError, ReadOnlyError
+    p = tmp_path / "d.img"
+    dev = FileDevice(p, size=8 * BS, create=True)
+    with pytest.raises(LockError, match="d.img"):
+        FileDevice(p)
+    dev.write(0, b"q" * BS)
+    dev.close()
+    # readers share; a writer is refused while they hold it
+    r1 = FileDevice(p, read_only=True)
+    r2 = FileDevice(p, read_only=True)
+    assert r1.read(0, BS) == b"q" * BS
+    with pytest.raises(LockError):
+        FileDevice(p)
+    with pytest.raises(ReadOnlyError):
+        r1.write(0, bytes(BS))
+    with pytest.raises(ReadOnlyError):
+        r1.discard(0, BS)
+    r1.close()
+    r2.close()
+    with pytest.raises(InvalidArgumentError):
+        FileDevice(p, read_only=True, create=True)
+    with pytest.raises(ArgumentTypeError):
+        FileDevice(p, lock=1)  # type: ignore[arg-type]
+    dev = FileDevice(p)
+    assert dev.read(0, BS) == b"q" * BS
+    dev.close()
