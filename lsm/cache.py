@@ -10,7 +10,9 @@ shards``), so threads touching different blocks rarely contend.  Values are
 immutable by convention: callers must not mutate what they get back.
 
 ``TableCache``: a bounded LRU of open ``TableReader`` objects keyed by file
-number (``max_open_files``).  A miss calls ``opener(number)`` outside the
+number (``max_open_files``).  A hit takes no lock (single C-level
+``OrderedDict`` operations on int keys are atomic under the GIL; the hit
+counter may then undercount slightly under threads).  A miss calls ``opener(number)`` outside the
 lock (a slow open never blocks other lookups); if two threads race to open
 the same table, one reader wins and the other is closed.  Eviction drops the
 cache's reference without closing the reader: a holder (an iterator, a
@@ -176,6 +178,19 @@ class TableCache:
         """The open reader of table ``number`` (opened on a miss)."""
         if type(number) is not int:
             raise ArgumentTypeError("number must be an int")
+        # hit path without the lock (every get of every table passes here):
+        # OrderedDict.get and move_to_end on int keys are single C calls that
+        # cannot interleave with another thread's (the GIL is not released
+        # inside them); a reader evicted in between is still a valid reader
+        m = self._map
+        r = m.get(number)
+        if r is not None and not self._closed:
+            try:
+                m.move_to_end(number)
+            except KeyError:        # evicted meanwhile: the LRU touch is moot
+                pass
+            self.hits += 1
+            return r
         with self._lock:
             if self._closed:
                 raise ClosedError("table cache is closed")

@@ -70,6 +70,8 @@ _LAST_TRAILER = _TRAILER.pack(0)                                  # sorts last a
 MEM_CHUNK = 1024          # most user keys per memtable chunk (first chunks are smaller)
 _UK = itemgetter(slice(None, -8))   # internal key -> user key, at C speed
 MAX_BLOCKS_PER_CHUNK = 16  # table chunks grow 1, 2, 4, ... blocks up to this many
+_WINDOW_CAP_FIRST = 16     # the first window takes <= this many entries per source, the
+_WINDOW_CAP_MAX = 1024     # next ones 4x more each, uncapped after this many
 
 
 class IteratorInvalidError(Error):
@@ -166,6 +168,8 @@ class ReadView:
                 out.extend(t for t in mem.range_tombstones() if t[2] <= seq)
             v = self.version
             for level in range(len(v.levels)):
+                if not v.level_has_deletions(level):
+                    continue
                 for f in v.overlapping(level, lo, hi):
                     if f.num_deletions == 0:   # counts range tombstones too: none here
                         continue
@@ -304,6 +308,7 @@ class _Scan:
             lo > hi or (lo == hi and not (lo_incl and hi_incl)))
         self.srcs: list[_Src] = []
         self.wedge = lo if ascending else hi   # where the next window starts
+        self.cap = _WINDOW_CAP_FIRST           # entries per source in the next window (0: no cap)
         if self.done:
             return
         for mem in view.memtables:
@@ -318,8 +323,7 @@ class _Scan:
                 for f in files:
                     self.srcs.append(_Src(_table_chunks(view.get_table(f.number),
                                                         ascending, lo, hi)))
-            else:
-                files = sorted(files, key=lambda f: f.smallest[:-8])
+            else:                      # a sorted level: files already in key order
                 self.srcs.append(_Src(_level_chunks(view, files, ascending, lo, hi)))
         self.tombs = view.tombstones()
 
@@ -368,6 +372,18 @@ class _Scan:
             runs: list[tuple[list[bytes], list[bytes]]] = []
             if self.ascending:
                 bound = self._fill_forward()
+                cap = self.cap
+                if cap:
+                    # a seek reads a few entries: cut the first windows short
+                    # (any bound <= the chunks' smallest last key is valid; a
+                    # source's key > its first key keeps the window non-empty)
+                    self.cap = cap * 4 if cap < _WINDOW_CAP_MAX else 0
+                    for s in self.srcs:
+                        p = s.pos + cap
+                        if p < len(s.keys):
+                            k = s.keys[p][:-8]
+                            if (bound is None or k < bound) and k > s.keys[s.pos][:-8]:
+                                bound = k
                 if bound is None:
                     self.done = True
                 for s in self.srcs:
@@ -382,6 +398,15 @@ class _Scan:
                     self.done = True
             else:
                 bound = self._fill_backward()
+                cap = self.cap
+                if cap:
+                    self.cap = cap * 4 if cap < _WINDOW_CAP_MAX else 0
+                    for s in self.srcs:
+                        p = s.end - 1 - cap
+                        if p >= 0:
+                            k = s.keys[p][:-8]
+                            if (bound is None or k > bound) and k < s.keys[s.end - 1][:-8]:
+                                bound = k
                 if bound is None:
                     self.done = True
                 for s in self.srcs:
@@ -416,6 +441,7 @@ class _Scan:
         source is exhausted); return the window bound (None: take all)."""
         bound = None
         live = []
+        wedge = self.wedge
         for s in self.srcs:
             while s.gen is not None and (s.pos >= len(s.keys)
                                          or s.keys[s.pos][:-8] == s.keys[-1][:-8]):
@@ -430,6 +456,10 @@ class _Scan:
                     s.keys = s.keys[p:] + chunk[0]
                     s.vals = s.vals[p:] + chunk[1]
                 s.pos = 0
+                # a seek's first chunk starts at a block boundary: entries
+                # below the wedge are never needed (left out of the merge)
+                if wedge is not None and s.keys and s.keys[0][:-8] < wedge:
+                    s.pos = bisect_left(s.keys, wedge, 0, key=_UK)
             if s.pos < len(s.keys):
                 live.append(s)
                 if s.gen is not None:
@@ -442,6 +472,7 @@ class _Scan:
     def _fill_backward(self) -> bytes | None:
         bound = None
         live = []
+        wedge = self.wedge
         for s in self.srcs:
             while s.gen is not None and (s.end <= 0
                                          or s.keys[0][:-8] == s.keys[s.end - 1][:-8]):
@@ -456,6 +487,8 @@ class _Scan:
                     s.keys = chunk[0] + s.keys[:e]
                     s.vals = chunk[1] + s.vals[:e]
                 s.end = len(s.keys)
+                if wedge is not None and s.keys and s.keys[-1][:-8] > wedge:
+                    s.end = bisect_right(s.keys, wedge, 0, key=_UK)
             if s.end > 0:
                 live.append(s)
                 if s.gen is not None:

@@ -386,6 +386,9 @@ class Version:
     _bounds: tuple[list[tuple[bytes, int]], ...] = field(
         init=False, repr=False, compare=False, default=())
     _lows: tuple[list[bytes], ...] = field(init=False, repr=False, compare=False, default=())
+    # per level: does any file hold deletions (point or range)?  Lets an
+    # iterator skip the range-tombstone collection of levels without any.
+    _dels: tuple[bool, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         if not isinstance(self.levels, tuple) or not 1 <= len(self.levels) <= MAX_LEVELS:
@@ -394,6 +397,8 @@ class Version:
                            tuple([_upper_bound(f) for f in files] for files in self.levels))
         object.__setattr__(self, "_lows",
                            tuple([f.smallest[:-8] for f in files] for files in self.levels))
+        object.__setattr__(self, "_dels",
+                           tuple(any(f.num_deletions for f in files) for files in self.levels))
 
     @classmethod
     def empty(cls, num_levels: int) -> "Version":
@@ -441,6 +446,10 @@ class Version:
             out.append(files[i])
             i += 1
         return out
+
+    def level_has_deletions(self, level: int) -> bool:
+        """True if some file of ``level`` holds deletions or range tombstones.  O(1)."""
+        return self._dels[level]
 
     def level_bytes(self, level: int) -> int:
         """Total file size of ``level``.  O(files in level)."""

@@ -372,35 +372,20 @@ class TableReader:
         if blk is None:
             blk = self._load_block(off, ix.sizes[i])
         self.blocks_read += 1
-        keys = blk.keys
-        if keys is not None:
-            # already decoded (a scan used it): bisect in Python, no native call
-            uks = blk.ukeys
-            if uks is None:
-                uks = blk.user_keys()
-            j = bisect_left(uks, user_key)
-            t = (read_seq << 8) | 0xFF
-            m = len(uks)
-            while j < m and uks[j] == user_key:
-                trailer = _unpack_trailer(keys[j], len(keys[j]) - 8)[0]
-                if trailer <= t:
-                    return trailer >> 8, trailer & 0xFF, blk.values[j]  # type: ignore[index]
-                j += 1
-            return None
-        lk = user_key + _SEEK_TRAILER((read_seq << 8) | 0xFF)
+        # one native call: binary search over the restarts, the trailer and
+        # value of the entry found (no key copy, no decode of the block)
         try:
-            r = N.block_seek(blk.raw, lk, _CMP_INTERNAL)
+            r = N.block_get(blk.raw, user_key, read_seq)
         except CorruptionError as exc:
             raise CorruptionError(f"sstable: bad data block ({exc})", self.name,
                                   blk.offset) from None
-        if r is None:
+        if r is None and N.block_seek(blk.raw, user_key + _SEEK_TRAILER((read_seq << 8) | 0xFF),
+                                      _CMP_INTERNAL) is None:
+            # rare (absent key): tell "not here" from a block that ends
+            # before its index key (only a damaged table does that)
             raise CorruptionError("sstable: data block ends before its index key",
                                   self.name, blk.offset)
-        key = r[1]
-        if key[:-8] != user_key:
-            return None
-        trailer = int.from_bytes(key[-8:], "little")
-        return trailer >> 8, trailer & 0xFF, r[2]
+        return r
 
     def blocks(self, start: bytes | None = None, reverse: bool = False
                ) -> Iterator[tuple[list[bytes], list[bytes]]]:
