@@ -134,18 +134,22 @@ def format_comparison(results: Iterable[PhaseResult]) -> str:
 
 def format_memory(memory: dict) -> str:
     """Per engine: resident memory at its baseline (library imported, no DB),
-    its run peak, and the peak above the baseline (``peak_rss_mib``)."""
+    its run peak, the peak above the baseline (``peak_rss_mib``) and its
+    ratio to plyvel's (the engine issue reports memory beside plyvel's)."""
     lines = [f"{'engine':<10} {'baseline MiB':>12} {'peak MiB':>9} {'peak_rss_mib':>12} "
-             f"{'end MiB':>8}  measured"]
+             f"{'end MiB':>8} {'vs plyvel':>9}  measured"]
+    ref = memory.get("plyvel", {}).get("peak_rss_mib")
     for name, m in memory.items():
+        mine = m.get("peak_rss_mib")
+        ratio = f"{mine / ref:.2f}x" if ref and mine is not None and name != "plyvel" else ""
         how = ("own process (--isolate)" if m.get("isolated")
                else "in-process: includes earlier engines' leftovers; use --isolate")
         lines.append(f"{name:<10} {_num(m.get('baseline_rss_mib'), '{:.1f}'):>12} "
                      f"{_num(m.get('peak_rss_total_mib'), '{:.1f}'):>9} "
                      f"{_num(m.get('peak_rss_mib'), '{:.1f}'):>12} "
-                     f"{_num(m.get('final_rss_mib'), '{:.1f}'):>8}  {how}")
+                     f"{_num(m.get('final_rss_mib'), '{:.1f}'):>8} {ratio:>9}  {how}")
     lines.append("(peak_rss_mib = peak RSS minus the baseline; end = RSS above the baseline "
-                 "after the DB was closed)")
+                 "after the DB was closed; vs plyvel = peak_rss_mib / plyvel's)")
     return "\n".join(lines)
 
 

@@ -38,6 +38,12 @@ per step), because a clock read costs about as much as a LevelDB ``next()``.
 With ``--threads N > 1`` the operations are split among N threads and ops/s
 is over the wall time of the parallel section.
 
+With ``RunConfig.report_interval`` (``--report-interval N``, one thread)
+the same per-operation latencies also feed a ``bench.intervals``
+``IntervalRecorder``: ``extra["intervals"]`` holds ops/s and RSS per N
+operations and ``extra["interval_slowdown"]`` the first/last ratio (fills,
+reads, seeks, deletes and scans; fillbatch and scans by whole batch / step).
+
 Correctness is checked as it goes: readrandom must find every key,
 readmissing none, scans must see every entry; a mismatch is reported as a
 ``check_failed`` note in the result (and in the table), never silently.

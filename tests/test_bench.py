@@ -478,3 +478,13 @@ def test_in_process_memory_is_marked():
     assert rc == 0, out + err
     assert "in-process: includes earlier engines' leftovers" in out
     assert "peak-rss" in out
+
+
+def test_memory_table_compares_with_plyvel():
+    mem = {"lsm": {"baseline_rss_mib": 38.0, "peak_rss_total_mib": 98.0, "peak_rss_mib": 60.0,
+                   "final_rss_mib": 40.0, "isolated": True},
+           "plyvel": {"baseline_rss_mib": 35.0, "peak_rss_total_mib": 75.0, "peak_rss_mib": 40.0,
+                      "final_rss_mib": 10.0, "isolated": True}}
+    text = report.format_memory(mem)
+    lsm_line = next(line for line in text.splitlines() if line.startswith("lsm "))
+    assert "60.0" in lsm_line and "1.50x" in lsm_line and "own process" in lsm_line
