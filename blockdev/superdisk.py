@@ -390,7 +390,7 @@ def _read_sb_any_block_size(dev: BlockDevice) -> Tuple[Optional[Superblock], str
     """Like ``_read_sb`` when the array block size is unknown: slot 0 sits at
     offset 0 for every block size and names it; a slot-0-less leg is tried at
     the usual sizes.  O(1)."""
-    head = dev.read(0, min(dev.size, 4096)) if dev.size else b""
+    head = dev.read(0, dev.block_size) if dev.size >= dev.block_size else b""
     sizes: List[int] = []
     if len(head) >= SB_BYTES and head[:8] == SB_MAGIC:
         try:
@@ -400,7 +400,7 @@ def _read_sb_any_block_size(dev: BlockDevice) -> Tuple[Optional[Superblock], str
     sizes += [bs for bs in (4096, 512, 1024, 2048, 8192, 16384, 65536) if bs not in sizes]
     why = "blank"
     for bs in sizes:
-        if dev.size < 2 * bs:
+        if dev.size < 2 * bs or bs % dev.block_size:
             continue
         sb, why = _read_sb(dev, bs)
         if sb is not None and sb.block_size == bs:

@@ -8,14 +8,20 @@
     lsm dump-wal FILE [--limit N]             the write batches of a log
     lsm dump-manifest FILE                    the version edits of a MANIFEST
     lsm verify DB                             read every table and log; exit 1 on damage
+                                              (each damaged file named, with the offset)
     lsm repair DB                             rebuild the MANIFEST from surviving files
     lsm superdisk status|rebuild|scrub --durable D [--cache C] [--repair] [--json]
+                                              status is read-only (SuperDisk.inspect: nothing
+                                              is written, works on a live array); rebuild and
+                                              scrub assemble the array and need it unused
 
 ``DB`` is a directory, a file holding a block-device image (BlockFS), or
 ``superdisk:DURABLE[,CACHE]`` (a SuperDisk assembled from two paths).  Keys
 given on the command line are UTF-8 text unless ``--hex`` (then hex, and
 output keys/values are hex too; otherwise they are printed with Python
-escapes).  Errors print one line naming the file (and offset) and exit 2.
+escapes).  Errors print one line naming the file (and offset) and exit 2;
+a device or SuperDisk leg that another process holds open is refused
+(``LockError``, exit 2) rather than opened a second time.
 """
 
 from __future__ import annotations
@@ -222,9 +228,26 @@ def cmd_dump_manifest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _damage(exc: BaseException) -> str:
+    """One line for a damage report: the error, the file and the offset."""
+    where = ""
+    file = getattr(exc, "file", None)
+    offset = getattr(exc, "offset", None)
+    if file is not None and file not in str(exc):
+        where += f" [file {file}"
+        where += f", offset {offset}]" if offset is not None else "]"
+    elif offset is not None and f"offset {offset}" not in str(exc):
+        where += f" [offset {offset}]"
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """Open the DB (replaying its logs), check the Version's invariants and
-    read every entry of every table with checksums verified."""
+    read every entry of every table with checksums verified, then scan the
+    whole key space.  Exit 0 when all is well, 1 on damage found in the data
+    (every damaged table and the failing scan reported by file and offset),
+    2 when the DB cannot be opened at all."""
+    from blockdev.errors import CorruptionError, Error
     db, close = _open_db(args.db, paranoid_checks=True)
     bad = 0
     try:
@@ -238,11 +261,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 if n + len(reader.range_tombstones) != f.num_entries:
                     print(f"L{level} #{f.number}: {n} entries, MANIFEST says {f.num_entries}")
                     bad += 1
-            except Exception as exc:   # report every damaged table, then fail
-                print(f"L{level} #{f.number}: {exc}")
+            except Error as exc:   # report every damaged table, then fail
+                print(f"L{level} #{f.number}: DAMAGED: {_damage(exc)}")
                 bad += 1
-        count = sum(1 for _ in db.iterator(include_value=False))
-        print(f"{len(files)} tables, {count} live keys: {'OK' if not bad else f'{bad} damaged'}")
+        try:
+            count: int | None = sum(1 for _ in db.iterator(include_value=False))
+        except CorruptionError as exc:
+            # the merged scan reads the same tables: damage already reported
+            # above (or found only now) is damage, not an operational error
+            print(f"scan: DAMAGED: {_damage(exc)}")
+            bad += 1
+            count = None
+        keys = "?" if count is None else str(count)
+        print(f"{len(files)} tables, {keys} live keys: {'OK' if not bad else f'{bad} damaged'}")
     finally:
         close()
     return 1 if bad else 0
@@ -261,6 +292,15 @@ def cmd_repair(args: argparse.Namespace) -> int:
 
 def cmd_superdisk(args: argparse.Namespace) -> int:
     import blockdev
+    from blockdev.superdisk import format_inspect
+    if args.action == "status":
+        # read-only: assembling would bump the generation and could start a rebuild
+        info = blockdev.SuperDisk.inspect(durable=args.durable, cache=args.cache)
+        if args.json:
+            print(json.dumps(info, indent=2, default=str))
+        else:
+            print(format_inspect(info), end="")
+        return 0
     sd = blockdev.SuperDisk.open(durable=args.durable, cache=args.cache,
                                  background_rebuild=False)
     try:
@@ -270,8 +310,8 @@ def cmd_superdisk(args: argparse.Namespace) -> int:
             result = sd.scrub(repair=args.repair)
             print(json.dumps(result, indent=2) if args.json else
                   " ".join(f"{k}={v}" for k, v in result.items()))
-        st = sd.status()
-        if args.action == "status" or args.action == "rebuild":
+        if args.action == "rebuild":
+            st = sd.status()
             print(json.dumps(st, indent=2, default=str) if args.json
                   else blockdev.format_status(st))
     finally:
@@ -283,9 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lsm", description="superdisk-lsm operator tool")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str,
+    def add(name: str, fn: Callable[[argparse.Namespace], int], summary: str,
             db: bool = True) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help)
+        sp = sub.add_parser(name, help=summary)
         if db:
             sp.add_argument("db", help="directory, device image file, or superdisk:DURABLE[,CACHE]")
         sp.add_argument("--hex", action="store_true", help="keys and values in hex")
@@ -302,16 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reverse", action="store_true")
     sp.add_argument("--limit", type=int)
     sp.add_argument("--keys-only", action="store_true")
-    for name, fn, help in (("dump-sst", cmd_dump_sst, "dump one SSTable"),
-                           ("dump-wal", cmd_dump_wal, "dump one write-ahead log")):
-        sp = add(name, fn, help, db=False)
+    for name, fn, summary in (("dump-sst", cmd_dump_sst, "dump one SSTable"),
+                              ("dump-wal", cmd_dump_wal, "dump one write-ahead log")):
+        sp = add(name, fn, summary, db=False)
         sp.add_argument("file")
         sp.add_argument("--limit", type=int)
     sp = add("dump-manifest", cmd_dump_manifest, "dump a MANIFEST", db=False)
     sp.add_argument("file")
     add("verify", cmd_verify, "check every table and log")
     add("repair", cmd_repair, "rebuild the MANIFEST from the surviving tables and logs")
-    sp = sub.add_parser("superdisk", help="SuperDisk status, rebuild, scrub")
+    sp = sub.add_parser("superdisk", help="SuperDisk status (read-only), rebuild, scrub")
     sp.add_argument("action", choices=("status", "rebuild", "scrub"))
     sp.add_argument("--durable", required=True, help="durable leg (path)")
     sp.add_argument("--cache", help="cache leg (path)")

@@ -141,7 +141,7 @@ def _read_state(target: str, device: str) -> dict:
             dev.close()
 
 
-def run(dir: str, duration: float, kills: int, seed: int, keys: int, device: str,
+def run(workdir: str, duration: float, kills: int, seed: int, keys: int, device: str,
         quiet: bool = False, faults: bool = True) -> dict:
     """Run the stress loop; return a summary.  Raises AssertionError on a
     violation of the crash guarantee."""
@@ -157,7 +157,7 @@ def run(dir: str, duration: float, kills: int, seed: int, keys: int, device: str
     while rounds < kills or (kills == 0 and time.monotonic() < deadline):
         if kills and time.monotonic() > deadline and rounds:
             break
-        cmd = [sys.executable, "-m", "lsm.tools.stress", "--child", "--dir", dir,
+        cmd = [sys.executable, "-m", "lsm.tools.stress", "--child", "--dir", workdir,
                "--seed", str(seed), "--start", str(start), "--keys", str(keys),
                "--device", device]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
@@ -191,7 +191,7 @@ def run(dir: str, duration: float, kills: int, seed: int, keys: int, device: str
         t.join(5)
         last = acked[0]
         history = [history_op(seed, i, keys)[0] for i in range(start, last + 2000)]
-        recovered = _read_state(dir, device)
+        recovered = _read_state(workdir, device)
         # the process died, the OS did not: on a directory every reported write
         # must survive; inside a block device (BlockFS keeps the unsynced tail
         # of a file in memory) every reported *sync* write
@@ -205,7 +205,7 @@ def run(dir: str, duration: float, kills: int, seed: int, keys: int, device: str
         state = recovered
         start = start + k
         if device == "superdisk" and faults:
-            what = _inject_cache_faults(dir, rnd)
+            what = _inject_cache_faults(workdir, rnd)
             if not quiet:
                 print(f"  injected: {what}", flush=True)
     return {"rounds": rounds, "writes": start, "keys": len(state)}
