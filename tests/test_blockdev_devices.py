@@ -139,9 +139,17 @@ def test_emulated_jitter_is_deterministic_under_seed():
 
 
 def test_emulated_queue_depth_bounds_concurrency():
-    model = LatencyModel("slow", read_us=3000, write_us=3000, flush_us=0, queue_depth=2)
+    # A long service time and a barrier make the six reads overlap even on a
+    # loaded machine: with queue depth 2 at least one read must wait.
+    model = LatencyModel("slow", read_us=50_000, write_us=50_000, flush_us=0, queue_depth=2)
     dev = EmulatedDevice(MemoryDevice(16 * BS), model, seed=0)
-    threads = [threading.Thread(target=dev.read, args=(i * BS, BS)) for i in range(6)]
+    barrier = threading.Barrier(6)
+
+    def reader(i: int) -> None:
+        barrier.wait()
+        dev.read(i * BS, BS)
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(6)]
     for t in threads:
         t.start()
     for t in threads:
