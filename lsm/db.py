@@ -466,12 +466,13 @@ class DB:
 
     def _write_level0(self, mem: MemTable) -> Any:
         """Write ``mem`` to a new table (kind-2 entries go to the tombstone block)."""
-        from lsm.compaction import build_table
+        from lsm.compaction import build_table_sorted
         mem.freeze()
-        keys, values = mem.run()     # range tombstones included as kind-2 entries
+        keys, values = mem.point_run()     # point entries; tombstones go separately
         number = self._alloc_output()
         try:
-            meta = build_table(self._fs, number, zip(keys, values), (), self._options)
+            meta = build_table_sorted(self._fs, number, keys, values, mem.range_tombstones(),
+                                      self._options)
         except BaseException:
             with self._mutex:
                 self._pending_outputs.discard(number)

@@ -39,6 +39,8 @@ from __future__ import annotations
 import struct
 import threading
 from bisect import bisect_left
+from itertools import repeat
+from operator import add as _add, itemgetter, lshift as _lshift, or_ as _or
 from typing import Any
 
 from blockdev.errors import ArgumentTypeError, InvalidArgumentError
@@ -55,6 +57,7 @@ __all__ = ["MemTable", "ENTRY_OVERHEAD"]
 ENTRY_OVERHEAD = 12       # 8-byte trailer + ~4 bytes of lengths per entry
 _PACK = struct.Struct("<Q").pack
 _Versions = Any           # tuple[int, int, bytes] | list[tuple[int, int, bytes]]
+_SEQ, _KIND, _VALUE = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 def _bisect_internal(ikeys: list[bytes], target: tuple[bytes, int]) -> int:
@@ -247,17 +250,24 @@ class MemTable:
 
     def _build(self, keys: list[bytes]) -> tuple[list[int], list[bytes], list[bytes]]:
         """Internal keys and values of ``keys`` (sorted user keys), newest first
-        per key; plus the run offset of each user key.  O(entries)."""
+        per key; plus the run offset of each user key.  O(entries).
+
+        When every key has one version (fill workloads) the lists are built
+        by ``map`` over the version tuples, with no per-entry Python loop."""
         table = self._table
         pack = _PACK
+        vers = list(map(table.__getitem__, keys))
+        if set(map(type, vers)) <= {tuple}:
+            trailers = map(_or, map(_lshift, map(_SEQ, vers), repeat(8)), map(_KIND, vers))
+            return (list(range(len(keys) + 1)), list(map(_add, keys, map(pack, trailers))),
+                    list(map(_VALUE, vers)))
         ikeys: list[bytes] = []
         values: list[bytes] = []
         offsets: list[int] = []
         add_k = ikeys.append
         add_v = values.append
         add_o = offsets.append
-        for k in keys:
-            v = table[k]
+        for k, v in zip(keys, vers):
             add_o(len(ikeys))
             if type(v) is tuple:
                 add_k(k + pack((v[0] << 8) | v[1]))
@@ -268,6 +278,25 @@ class MemTable:
                     add_v(e[2])
         add_o(len(ikeys))
         return offsets, ikeys, values
+
+    def point_run(self) -> tuple[list[bytes], list[bytes]]:
+        """Every point entry (no range tombstones) as sorted internal
+        ``(keys, values)`` lists -- what a flush writes to the data blocks
+        (the tombstones come from ``range_tombstones()``).  The lists are the
+        cached full run: callers must not mutate them.  O(entries) the first
+        time after a write, O(1) afterwards.
+
+        Requires: the memtable frozen (so the cache stays valid)."""
+        if not self._frozen:
+            raise InvalidArgumentError("point_run needs a frozen memtable")
+        count = self._count
+        cache = self._cache
+        if cache is None or cache[0] != count:
+            keys = self._sorted_keys()
+            offsets, ikeys, values = self._build(keys)
+            cache = (count, keys, offsets, ikeys, values)
+            self._cache = cache
+        return cache[3], cache[4]
 
     def run(self, start: bytes | None = None, stop: bytes | None = None
             ) -> tuple[list[bytes], list[bytes]]:
