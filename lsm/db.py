@@ -1008,9 +1008,9 @@ class DB:
                 return r[2] if r[1] == KIND_VALUE and r[0] > rt else default
             if rt:
                 return default
-        tc = self._table_cache
-        for _level, f in st.version.files_for_get(key):
-            t = tc.get(f.number)
+        tc_get = self._table_cache.get
+        for f in st.version.tables_for_get(key):
+            t = tc_get(f.number)
             tombs = t.range_tombstones
             if tombs:
                 for start, end, tseq in tombs:

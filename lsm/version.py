@@ -389,6 +389,11 @@ class Version:
     # per level: does any file hold deletions (point or range)?  Lets an
     # iterator skip the range-tombstone collection of levels without any.
     _dels: tuple[bool, ...] = field(init=False, repr=False, compare=False, default=())
+    # for tables_for_get: L0 as (low, bound, file) newest first, and each
+    # non-empty deeper level as (upper user keys, upper-is-exclusive flags,
+    # lower user keys, files) -- bytes bisection, no tuple compares
+    _l0_get: tuple = field(init=False, repr=False, compare=False, default=())
+    _deep_get: tuple = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
         if not isinstance(self.levels, tuple) or not 1 <= len(self.levels) <= MAX_LEVELS:
@@ -399,6 +404,13 @@ class Version:
                            tuple([f.smallest[:-8] for f in files] for files in self.levels))
         object.__setattr__(self, "_dels",
                            tuple(any(f.num_deletions for f in files) for files in self.levels))
+        if self.levels:
+            object.__setattr__(self, "_l0_get", tuple(
+                (lo, b, f) for lo, b, f in zip(self._lows[0], self._bounds[0], self.levels[0])))
+            object.__setattr__(self, "_deep_get", tuple(
+                ([b[0] for b in self._bounds[lv]], [b[1] == 0 for b in self._bounds[lv]],
+                 self._lows[lv], self.levels[lv])
+                for lv in range(1, len(self.levels)) if self.levels[lv]))
 
     @classmethod
     def empty(cls, num_levels: int) -> "Version":
@@ -428,6 +440,21 @@ class Version:
             i = bisect_left(bounds[level], probe)
             if i < len(files) and lows[level][i] <= user_key:
                 out.append((level, files[i]))
+        return out
+
+    def tables_for_get(self, user_key: bytes) -> list[FileMetaData]:
+        """The files of ``files_for_get(user_key)`` without their levels (the
+        point-lookup hot path).  O(L0 + levels x log files).
+
+        Requires: ``user_key`` is bytes (not checked here)."""
+        probe = (user_key, 1)
+        out = [f for lo, b, f in self._l0_get if lo <= user_key and b >= probe]
+        for highs, excl, lows, files in self._deep_get:
+            i = bisect_left(highs, user_key)
+            if i < len(files) and highs[i] == user_key and excl[i]:
+                i += 1          # its extent stops just before user_key
+            if i < len(files) and lows[i] <= user_key:
+                out.append(files[i])
         return out
 
     def overlapping(self, level: int, start: bytes | None, stop: bytes | None

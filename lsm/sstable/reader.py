@@ -38,6 +38,8 @@ import struct
 from bisect import bisect_left
 from typing import Callable, Iterator
 
+import lz4.block
+
 from blockdev.errors import (
     ArgumentTypeError,
     ClosedError,
@@ -50,6 +52,7 @@ from lsm.dbformat import KIND_RANGE_TOMBSTONE, MAX_SEQUENCE, compare_internal
 from lsm.sstable.block import BlockReader
 from lsm.sstable.format import (
     BLOCK_TRAILER_SIZE,
+    LZ4_COMPRESSION,
     FOOTER_SIZE,
     META_FILTER,
     META_PROPERTIES,
@@ -63,6 +66,15 @@ from lsm.sstable.format import (
 
 __all__ = ["TableReader", "TableProperties"]
 
+# The native core's C entry points for the two per-get calls whose Python
+# wrappers cost more than the C work (argument checks, pooled buffers): the
+# bloom probe and the block checksum, called with exact ``bytes`` arguments
+# only.  None under LSM_PURE=1 (the twins are used then).
+_C_API = N.c_api() if N.implementation == "native" else None
+_c_bloom = _C_API.lib.lsm_bloom_may_contain if _C_API is not None else None
+_c_xxh64 = _C_API.lib.lsm_xxh64 if _C_API is not None else None
+_lz4_decompress = lz4.block.decompress
+_U32_AT = struct.Struct("<I").unpack_from
 _SEEK_TRAILER = struct.Struct("<Q").pack
 _unpack_trailer = struct.Struct("<Q").unpack_from
 _TAIL_READ = 64 * 1024
@@ -285,8 +297,21 @@ class TableReader:
         if self._closed:
             raise ClosedError(f"table {self.name} is closed")
         buf = self._file.read(off, size + BLOCK_TRAILER_SIZE)  # type: ignore[attr-defined]
-        blk = BlockReader(unwrap_physical_block(buf, size, self.name, off, self._verify),
-                          self.name, off)
+        # fast path for the common block (lz4, verified, intact): the checksum
+        # over buf[:size + 1] in C without slicing; anything else -- or any
+        # doubt -- goes through unwrap_physical_block, which names the damage
+        raw = None
+        if (_c_xxh64 is not None and type(buf) is bytes and len(buf) == size + 5
+                and buf[size] == LZ4_COMPRESSION and size >= 4 and self._verify
+                and _c_xxh64(buf, size + 1, 0) & 0xFFFFFFFF == _U32_AT(buf, size + 1)[0]
+                and _U32_AT(buf, 0)[0] <= 255 * size + 64):
+            try:
+                raw = _lz4_decompress(memoryview(buf)[:size])
+            except Exception:       # reported (with its cause) by the slow path
+                raw = None
+        if raw is None:
+            raw = unwrap_physical_block(buf, size, self.name, off, self._verify)
+        blk = BlockReader(raw, self.name, off)
         self.blocks_loaded += 1
         if decode:
             blk.decoded()
@@ -349,8 +374,15 @@ class TableReader:
         if ix is None:
             ix = self._index()
         f = ix.filter
-        if f is not None and not N.bloom_may_contain(f, user_key):
-            return None
+        if f is not None:
+            if _c_bloom is not None:
+                rc = _c_bloom(f, len(f), user_key, len(user_key))
+                if rc == 0:
+                    return None
+                if rc < 0:          # a damaged filter: the wrapper raises the error
+                    N.bloom_may_contain(f, user_key)
+            elif not N.bloom_may_contain(f, user_key):
+                return None
         # index: the first block whose last key >= lookup_key(user_key, read_seq)
         uks = ix.uks
         i = bisect_left(uks, user_key)
