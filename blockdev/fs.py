@@ -333,23 +333,42 @@ class _PosixWritable(WritableFile):
         return self._fd
 
     def append(self, data: BytesLike) -> None:
+        if type(data) is bytes:
+            # fast path (the WAL's one append per write): one pwrite of the
+            # caller's bytes, no view; a short write continues below
+            with self._lock:
+                fd = self._fd
+                if fd is not None:
+                    size = self._size
+                    try:
+                        done = os.pwrite(fd, data, size)
+                    except OSError as exc:
+                        raise _os_error(exc, "append", self._path) from exc
+                    if done == len(data):
+                        self._size = size + done
+                        return
+                    self._append_rest(fd, memoryview(data), done)
+                    return
         check_data(data)
         with self._lock:
             fd = self._check_open()
-            view = memoryview(data).cast("B")
-            total = len(view)
-            done = 0
-            try:
-                while done < total:
-                    done += os.pwrite(fd, view[done:], self._size + done)
-            except OSError as exc:
-                if done:
-                    # Keep the file exactly at its previous size on failure;
-                    # the append error below is the one to report.
-                    with contextlib.suppress(OSError):
-                        os.ftruncate(fd, self._size)
-                raise _os_error(exc, "append", self._path) from exc
-            self._size += total
+            self._append_rest(fd, memoryview(data).cast("B"), 0)
+
+    def _append_rest(self, fd: int, view: memoryview, done: int) -> None:
+        """Write ``view[done:]`` at ``size + done``, then grow ``size``.
+        Requires: ``_lock`` held; ``view`` a byte view."""
+        total = len(view)
+        try:
+            while done < total:
+                done += os.pwrite(fd, view[done:], self._size + done)
+        except OSError as exc:
+            if done:
+                # Keep the file exactly at its previous size on failure;
+                # the append error below is the one to report.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._size)
+            raise _os_error(exc, "append", self._path) from exc
+        self._size += total
 
     def sync(self) -> None:
         with self._lock:

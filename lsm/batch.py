@@ -99,7 +99,8 @@ class WriteBatch:
 
     def put(self, key: bytes, value: bytes) -> None:
         """Record ``key -> value``.  Requires: bytes-like key and value within the limits."""
-        key = self._key(key)
+        if type(key) is not bytes or len(key) > self.max_key_size:
+            key = self._key(key)
         if type(value) is not bytes:
             value = check_bytes(value, "value")
         vlen = len(value)
