@@ -98,6 +98,7 @@ from lsm.iterators import (
     resolve_bounds,
 )
 from lsm.memtable import MemTable
+from lsm.sstable.reader import bloom_probe as _bloom_probe
 from lsm.options import Options
 from lsm.wal import LogReader, LogWriter
 
@@ -1016,7 +1017,12 @@ class DB:
                 for start, end, tseq in tombs:
                     if start <= key < end and rt < tseq <= seq:
                         rt = tseq
-            r = t.get(key, seq)
+            flt = t.filter              # pinned bloom filter: probed here, one call less
+            if flt is None:
+                r = t.lookup(key, seq)
+            else:
+                rc = _bloom_probe(flt, key)
+                r = None if rc == 0 else t.lookup(key, seq, rc < 0)
             if r is not None:
                 return (_TABLES, r[2] if r[1] == KIND_VALUE and r[0] > rt else default)
             if rt:

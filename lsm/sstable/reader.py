@@ -64,7 +64,7 @@ from lsm.sstable.format import (
     unwrap_physical_block,
 )
 
-__all__ = ["TableReader", "TableProperties"]
+__all__ = ["TableReader", "TableProperties", "bloom_probe"]
 
 # The native core's C entry points for the two per-get calls whose Python
 # wrappers cost more than the C work (argument checks, pooled buffers): the
@@ -74,6 +74,15 @@ _C_API = N.c_api() if N.implementation == "native" else None
 _c_bloom = _C_API.lib.lsm_bloom_may_contain if _C_API is not None else None
 _c_xxh64 = _C_API.lib.lsm_xxh64 if _C_API is not None else None
 _lz4_decompress = lz4.block.decompress
+
+
+def bloom_probe(filt: bytes, user_key: bytes) -> int:
+    """1 if ``user_key`` may be in bloom filter ``filt``, 0 if certainly not,
+    negative for a damaged filter (``N.bloom_may_contain`` then names the
+    error).  One C call with the native core.  Requires: both ``bytes``."""
+    if _c_bloom is not None:
+        return _c_bloom(filt, len(filt), user_key, len(user_key))
+    return 1 if N.bloom_may_contain(filt, user_key) else 0
 _U32_AT = struct.Struct("<I").unpack_from
 _SEEK_TRAILER = struct.Struct("<Q").pack
 _unpack_trailer = struct.Struct("<Q").unpack_from
@@ -209,6 +218,9 @@ class TableReader:
             self._cache.insert((self._cache_id, _INDEX_CACHE_SLOT), ix, ix.charge)  # type: ignore[union-attr]
         else:
             self._pinned = ix
+        # the pinned bloom filter (None when absent or kept in the block cache):
+        # the DB probes it itself before calling ``lookup`` (one call less)
+        self.filter: bytes | None = None if self._pinned is None else self._pinned.filter
         self.range_tombstones: list[tuple[bytes, bytes, int]] = []
         if META_RANGEDEL in meta:
             raw, off = meta_block(meta[META_RANGEDEL], "range tombstone")
@@ -370,10 +382,20 @@ class TableReader:
                 raise ArgumentTypeError("read_seq must be an int")
             if not 0 <= read_seq <= MAX_SEQUENCE:
                 raise InvalidArgumentError(f"read_seq must be in [0, {MAX_SEQUENCE}]")
+        return self.lookup(user_key, read_seq, True)
+
+    def lookup(self, user_key: bytes, read_seq: int, use_filter: bool = True
+               ) -> tuple[int, int, bytes] | None:
+        """``get`` without the argument checks, for the DB's hot path;
+        ``use_filter=False`` skips the bloom probe (the caller probed
+        ``self.filter`` already).
+
+        Requires: ``user_key`` is ``bytes``, ``read_seq`` an int in
+        0 .. MAX_SEQUENCE."""
         ix = self._pinned
         if ix is None:
             ix = self._index()
-        f = ix.filter
+        f = ix.filter if use_filter else None
         if f is not None:
             if _c_bloom is not None:
                 rc = _c_bloom(f, len(f), user_key, len(user_key))
