@@ -74,6 +74,16 @@ _C_API = N.c_api() if N.implementation == "native" else None
 _c_bloom = _C_API.lib.lsm_bloom_may_contain if _C_API is not None else None
 _c_xxh64 = _C_API.lib.lsm_xxh64 if _C_API is not None else None
 _lz4_decompress = lz4.block.decompress
+# lsm_block_get called directly (its wrapper's checks and pooling cost more
+# than the search): scratch buffers and info arrays are taken from these
+# pools for one call each (list pop/append are atomic, so threads never
+# share one while the call runs without the GIL)
+_c_block_get = _C_API.lib.lsm_block_get if _C_API is not None else None
+_new = _C_API.ffi.new if _C_API is not None else None
+_SCRATCH: list = []
+_INFOS: list = []
+_SCRATCH_MIN = 16 << 10
+_SCRATCH_KEEP = 1 << 20       # larger scratch buffers are not pooled
 
 
 def bloom_probe(filt: bytes, user_key: bytes) -> int:
@@ -428,6 +438,26 @@ class TableReader:
         self.blocks_read += 1
         # one native call: binary search over the restarts, the trailer and
         # value of the entry found (no key copy, no decode of the block)
+        raw = blk.raw
+        if _c_block_get is not None:
+            need = len(raw) + len(user_key) + 8
+            sc = _SCRATCH.pop() if _SCRATCH else None
+            if sc is None or len(sc) < need:
+                sc = _new("char[]", max(need, _SCRATCH_MIN))
+            info = _INFOS.pop() if _INFOS else _new("uint64_t[8]")
+            rc = _c_block_get(raw, len(raw), user_key, len(user_key), read_seq, sc, info)
+            if rc == 1:
+                t = info[0]
+                r = (t >> 8, t & 0xFF, raw[info[1]:info[2]])
+            if len(sc) <= _SCRATCH_KEEP:
+                _SCRATCH.append(sc)
+            _INFOS.append(info)
+            if rc == 1:
+                return r
+            if rc == 0 and N.block_seek(raw, user_key + _SEEK_TRAILER((read_seq << 8) | 0xFF),
+                                        _CMP_INTERNAL) is not None:
+                return None
+            # an error or a block that ends early: the checked path reports it
         try:
             r = N.block_get(blk.raw, user_key, read_seq)
         except CorruptionError as exc:
