@@ -518,13 +518,17 @@ class DB:
     def put(self, key: Any, value: Any, sync: bool = False) -> None:
         """Store ``value`` under ``key``.  ``sync=True``: durable against a machine
         crash when this returns; otherwise against a process crash."""
-        if type(key) is not bytes or len(key) > self._max_key:
-            key = self._key(key)
+        if type(key) is not bytes:
+            key = check_bytes(key, "key")
         if type(value) is not bytes:
             value = check_bytes(value, "value")
-        if len(value) > self._max_value:
+        klen = len(key)
+        vlen = len(value)
+        if klen > self._max_key:
+            self._key(key)                # raises the key-size error
+        if vlen > self._max_value:
             raise InvalidArgumentError(
-                f"value is {len(value)} bytes, more than max_value_size {self._max_value}")
+                f"value is {vlen} bytes, more than max_value_size {self._max_value}")
         if sync is not False:
             sync = _as_bool(sync, "sync")
         # single-writer fast path (see _write for the general one): same steps,
@@ -537,11 +541,9 @@ class DB:
             return
         try:
             seq = self._seq + 1
-            klen = len(key)
-            vlen = len(value)
-            if klen < 128 and vlen < 128:
-                payload = b"".join((_PUT1.pack(seq, 1, KIND_VALUE, klen), key, _SMALL[vlen],
-                                    value))
+            if klen < 128:
+                payload = b"".join((_PUT1.pack(seq, 1, KIND_VALUE, klen), key,
+                                    _SMALL[vlen] if vlen < 128 else _varint(vlen), value))
             else:
                 payload = encode_records(seq, ((KIND_VALUE, key, value),))
             log = self._log
