@@ -26,6 +26,13 @@ backward
     the mirror image: ``bound`` = the largest first user key; entries with a
     user key ``> bound`` are merged; the output is reversed.
 
+Seeks read little: entries of a freshly loaded chunk below the window's
+start (a block holds keys before the seek key) are skipped before the merge,
+and the first windows are capped -- at most ``_WINDOW_CAP_FIRST`` (16)
+entries of any source, 4x more per window, uncapped past 1024 -- by lowering
+``bound`` to a source's 16th (64th, ...) user key when that key is past the
+source's first one (so the window is never empty).
+
 The merge output of a window is turned into a Python list of ready-made
 items (``(key, value)`` tuples, keys, values or ``None`` per
 include_key/include_value), so ``Iterator.__next__`` is an index into a list.

@@ -9,11 +9,19 @@ read on demand through the shared ``BlockCache`` (key ``(cache_id,
 block_offset)``; value a ``BlockReader`` holding the raw block and, once a
 scan needed them, its decoded ``(keys, values)`` lists).
 
-``get(user_key, read_seq)``: bloom filter on the user key -> index seek for
-``lookup_key(user_key, read_seq)`` (the first data block whose last key is
->= it) -> that data block's native seek -> the found entry is the answer if
-its user key matches (internal order puts the newest version visible at
-``read_seq`` first).  Three C calls and one cache probe.
+``get(user_key, read_seq)``: bloom filter on the user key -> index
+bisection for ``lookup_key(user_key, read_seq)`` (the first data block whose
+last key is >= it; Python ``bisect`` over the blocks' last user keys) -> one
+``lsm_block_get`` on that block's raw bytes (binary search over the restart
+points in C; returns the trailer and value of the entry found when its user
+key matches -- internal order puts the newest version visible at
+``read_seq`` first).  Two C calls and one cache probe; a block is never
+decoded into lists for a get.  ``lookup`` is the same without argument
+checks (and optionally without the bloom probe: the DB probes the pinned
+``filter`` itself).  The bloom probe, the block checksum and
+``lsm_block_get`` are called on the C entry points directly (exact ``bytes``
+arguments, pooled scratch buffers); errors and anything unusual go through
+the checked wrappers, which name the damage.
 
 With ``cache_index_and_filter_blocks=True`` (and a block cache) the parsed
 index and filter are not pinned by the reader but live in the block cache
