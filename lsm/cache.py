@@ -5,16 +5,20 @@
 decoded block.  It is split into ``shards`` independent LRU lists, each an
 ``OrderedDict`` (most recently used last) under its own lock and bounded by
 ``capacity / shards`` bytes of *charge* (the caller's estimate of the
-value's memory).  A key always maps to the same shard (``hash(key) %
-shards``), so threads touching different blocks rarely contend.  Values are
-immutable by convention: callers must not mutate what they get back.
+value's memory).  Lookups take no lock (hit/miss counters may then
+undercount slightly under threads); inserts and erases lock their shard.
+Keys must hash and compare in C (tuples of ints, bytes, str).  A key
+always maps to the same shard (``hash(key) % shards``), so threads
+touching different blocks rarely contend.  Values are immutable by
+convention: callers must not mutate what they get back.
 
 ``TableCache``: a bounded LRU of open ``TableReader`` objects keyed by file
 number (``max_open_files``).  A hit takes no lock (single C-level
 ``OrderedDict`` operations on int keys are atomic under the GIL; the hit
-counter may then undercount slightly under threads).  A miss calls ``opener(number)`` outside the
-lock (a slow open never blocks other lookups); if two threads race to open
-the same table, one reader wins and the other is closed.  Eviction drops the
+counter may then undercount slightly under threads).  A miss calls
+``opener(number)`` outside the lock (a slow open never blocks other
+lookups); if two threads race to open the same table, one reader wins and
+the other is closed.  Eviction drops the
 cache's reference without closing the reader: a holder (an iterator, a
 ``get`` in flight) keeps using it, and the reader closes its file when the
 last reference goes away (``TableReader.__del__``).  ``close()`` closes every
@@ -74,14 +78,20 @@ class BlockCache:
         if type(key) is not tuple:
             raise ArgumentTypeError("key must be a tuple")
         sh = self._shards[hash(key) % self._n]
-        with sh.lock:
-            ent = sh.map.get(key)
-            if ent is None:
-                sh.misses += 1
-                return None
-            sh.map.move_to_end(key)
-            sh.hits += 1
-            return ent[0]
+        # no lock: ``OrderedDict.get`` and ``move_to_end`` on keys hashed and
+        # compared in C (tuples of ints/bytes) are single steps under the GIL;
+        # ``insert``/``erase`` keep the charges consistent under the lock
+        m = sh.map
+        ent = m.get(key)
+        if ent is None:
+            sh.misses += 1
+            return None
+        try:
+            m.move_to_end(key)
+        except KeyError:            # evicted meanwhile: still a valid value
+            pass
+        sh.hits += 1
+        return ent[0]
 
     def insert(self, key: tuple, value: object, charge: int) -> None:
         """Cache ``value`` under ``key`` with ``charge`` bytes, replacing any
