@@ -113,3 +113,34 @@ def test_seeks_and_windows_against_dict(tmp_path) -> None:
         assert list(db.iterator(reverse=True)) == [(k, model[k]) for k in reversed(keys)]
         for k in keys[::37]:
             assert db.get(k) == model[k]
+
+
+def test_concurrent_table_gets(tmp_path) -> None:
+    # threads share the pooled scratch buffers of TableReader.lookup and the
+    # lock-free cache lookups; a tiny block cache keeps evictions frequent
+    import threading
+
+    with DB(str(tmp_path / "db"), create_if_missing=True, write_buffer_size=32 << 10,
+            block_size=512, block_cache_size=16 << 10) as db:
+        for i in range(4000):
+            db.put(b"k%05d" % i, b"v%05d" % i * 3)
+        db.flush()
+        errors: list[BaseException] = []
+
+        def reader(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                for _ in range(1500):
+                    i = rng.randrange(4400)
+                    want = b"v%05d" % i * 3 if i < 4000 else None
+                    assert db.get(b"k%05d" % i) == want
+            except BaseException as exc:    # surfaced by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=reader, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[0]
+        db._block_cache._check()

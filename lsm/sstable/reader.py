@@ -449,10 +449,16 @@ class TableReader:
         raw = blk.raw
         if _c_block_get is not None:
             need = len(raw) + len(user_key) + 8
-            sc = _SCRATCH.pop() if _SCRATCH else None
+            try:                    # pop() alone is atomic: no check-then-pop race
+                sc = _SCRATCH.pop()
+            except IndexError:
+                sc = None
             if sc is None or len(sc) < need:
                 sc = _new("char[]", max(need, _SCRATCH_MIN))
-            info = _INFOS.pop() if _INFOS else _new("uint64_t[8]")
+            try:
+                info = _INFOS.pop()
+            except IndexError:
+                info = _new("uint64_t[8]")
             rc = _c_block_get(raw, len(raw), user_key, len(user_key), read_seq, sc, info)
             if rc == 1:
                 t = info[0]
