@@ -1304,8 +1304,8 @@ class DB:
                            "bytes": sum(f.size for f in files)})
         written = s["flush_bytes"] + s["compaction_bytes_written"]
         bc = self._block_cache
-        hits = bc.hits if bc else 0
-        misses = bc.misses if bc else 0
+        hits = bc.hits if bc is not None else 0
+        misses = bc.misses if bc is not None else 0
         out: dict[str, Any] = {
             "levels": levels,
             "num_files": sum(l["files"] for l in levels),
@@ -1325,13 +1325,16 @@ class DB:
             "stall_micros_slowdown": s["stall_micros_slowdown"],
             "stall_micros_l0_stop": s["stall_micros_l0_stop"],
             "stall_micros_memtable_stop": s["stall_micros_memtable_stop"],
+            "stall_count_slowdown": s["stall_count_slowdown"],
+            "stall_count_l0_stop": s["stall_count_l0_stop"],
+            "stall_count_memtable_stop": s["stall_count_memtable_stop"],
             "group_commits": s["group_commits"],
             "grouped_writes": s["grouped_writes"],
             "block_cache": {
                 "hits": hits, "misses": misses,
                 "hit_rate": hits / (hits + misses) if hits + misses else 0.0,
-                "usage": bc.usage if bc else 0,
-                "capacity": bc.capacity if bc else 0,
+                "usage": bc.usage if bc is not None else 0,
+                "capacity": bc.capacity if bc is not None else 0,
             },
             "table_cache": {"hits": self._table_cache.hits, "misses": self._table_cache.misses},
             "live_snapshots": sum(self._snapshots.values()),

@@ -409,7 +409,19 @@ def test_stall_time_is_reported(tmp_path):
         assert st["stall_micros"] > 0
         assert st["stall_micros_slowdown"] + st["stall_micros_l0_stop"] \
             + st["stall_micros_memtable_stop"] == st["stall_micros"]
+        counts = (st["stall_count_slowdown"], st["stall_count_l0_stop"],
+                  st["stall_count_memtable_stop"])
+        assert sum(counts) > 0
+        for why, n in zip(("slowdown", "l0_stop", "memtable_stop"), counts):
+            if st[f"stall_micros_{why}"] > 0:
+                assert n > 0, why
         assert all(d.get(b"%04d" % i) == b"v" * 100 for i in range(300))
+
+
+def test_block_cache_capacity_reported_before_first_block(tmp_path):
+    with lsm.DB(tmp_path / "db", create_if_missing=True, block_cache_size=1 << 20) as d:
+        bc = d.stats()["block_cache"]
+        assert bc["capacity"] == 1 << 20 and bc["usage"] == 0
 
 
 def test_group_commit_shares_syncs(tmp_path):
