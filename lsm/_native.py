@@ -377,12 +377,12 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
         give_buf(out)
         return f
 
-    def bloom_may_contain(filter: bytes, key: bytes) -> bool:
-        if type(filter) is not bytes:
-            filter = check_buffer(filter, "filter")
+    def bloom_may_contain(filter_block: bytes, key: bytes) -> bool:
+        if type(filter_block) is not bytes:
+            filter_block = check_buffer(filter_block, "filter")
         if type(key) is not bytes:
             check_bytes_arg(key, "key")
-        rc = c_bloom_may_contain(filter, len(filter), key, len(key))
+        rc = c_bloom_may_contain(filter_block, len(filter_block), key, len(key))
         if rc < 0:
             raise _error(rc, 0)
         return rc == 1

@@ -773,18 +773,18 @@ def bloom_build(keys: Sequence[bytes], bits_per_key: int) -> bytes:
     return bytes(bits)
 
 
-def bloom_may_contain(filter: bytes, key: bytes) -> bool:
-    """False only when ``key`` was certainly not added to ``filter``.
+def bloom_may_contain(filter_block: bytes, key: bytes) -> bool:
+    """False only when ``key`` was certainly not added to ``filter_block``.
 
-    Requires: bytes-like filter, bytes key.  A filter shorter than 2 bytes
+    Requires: bytes-like filter_block, bytes key.  A filter shorter than 2 bytes
     -> ``CorruptionError`` at 0.  O(k + len(key)).
     """
-    filter = check_buffer(filter, "filter")
+    filter_block = check_buffer(filter_block, "filter")
     check_bytes_arg(key, "key")
-    n = len(filter)
+    n = len(filter_block)
     if n < 2:
         raise corruption(ERR_BLOOM_TOO_SHORT, 0)
-    k = filter[n - 1]
+    k = filter_block[n - 1]
     if k > 30:
         return True
     nbits = (n - 1) * 8
@@ -793,7 +793,7 @@ def bloom_may_contain(filter: bytes, key: bytes) -> bool:
     delta = (h >> 17) | ((h << 47) & M)
     for _ in range(k):
         pos = h % nbits
-        if not filter[pos >> 3] & (1 << (pos & 7)):
+        if not filter_block[pos >> 3] & (1 << (pos & 7)):
             return False
         h = (h + delta) & M
     return True
