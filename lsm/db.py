@@ -636,24 +636,7 @@ class DB:
                     return
                 if self._mem_bytes >= self._wbs or self._state.l0 >= self._slowdown:
                     self._make_room()
-                seq = self._seq + 1
-                log = self._log
-                payload = encode_records(seq, items)
-                try:
-                    log.add_record(payload)   # type: ignore[union-attr]
-                    if sync:
-                        log.sync()            # type: ignore[union-attr]
-                        self._log_dirty = False
-                    else:
-                        self._log_dirty = True
-                except BaseException as exc:
-                    self._set_bg_error(exc)
-                    raise
-                self._wal_bytes += len(payload)
-                mem = self._state.mem
-                mem.add_batch(seq, items)
-                self._mem_bytes = mem.approximate_size
-                self._seq = seq + len(items) - 1
+                self._log_and_apply(items, sync)
             finally:
                 wlock.release()
             return
@@ -666,6 +649,32 @@ class DB:
                 self._commit_queue()
         if w.error is not None:
             raise w.error
+
+    def _log_and_apply(self, items: list, sync: bool) -> None:
+        """Append ``items`` to the WAL as one record (synced when ``sync``) and
+        apply them to the memtable under consecutive sequence numbers.  A WAL
+        failure puts the DB in read-only mode and is raised.
+
+        Requires: ``_wlock`` held and room made (``_make_room``).
+        """
+        seq = self._seq + 1
+        log = self._log
+        payload = encode_records(seq, items)
+        try:
+            log.add_record(payload)   # type: ignore[union-attr]
+            if sync:
+                log.sync()            # type: ignore[union-attr]
+                self._log_dirty = False
+            else:
+                self._log_dirty = True
+        except BaseException as exc:
+            self._set_bg_error(exc)
+            raise
+        self._wal_bytes += len(payload)
+        mem = self._state.mem
+        mem.add_batch(seq, items)
+        self._mem_bytes = mem.approximate_size
+        self._seq = seq + len(items) - 1
 
     def _commit_queue(self) -> None:
         """Commit every queued writer as one WAL record.  Requires: _wlock held."""
@@ -686,24 +695,7 @@ class DB:
             for w in group:
                 items.extend(w.items)
                 sync = sync or w.sync
-            seq = self._seq + 1
-            log = self._log
-            payload = encode_records(seq, items)
-            try:
-                log.add_record(payload)   # type: ignore[union-attr]
-                if sync:
-                    log.sync()            # type: ignore[union-attr]
-                    self._log_dirty = False
-                else:
-                    self._log_dirty = True
-            except BaseException as exc:
-                self._set_bg_error(exc)
-                raise
-            self._wal_bytes += len(payload)
-            mem = self._state.mem
-            mem.add_batch(seq, items)
-            self._mem_bytes = mem.approximate_size
-            self._seq = seq + len(items) - 1
+            self._log_and_apply(items, sync)
             self._stats["group_commits"] += 1
             self._stats["grouped_writes"] += len(group)
         except BaseException as exc:
