@@ -408,46 +408,45 @@ def encode_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _dv32(buf: bytes, p: int, limit: int) -> tuple[int, int]:
-    """Decode a varint32 at ``p`` not reading at or past ``limit``."""
+def _decode_varint(buf: bytes, p: int, limit: int, last_shift: int, last_max: int,
+                   errors: tuple[int, int, int]) -> tuple[int, int]:
+    """Decode a varint at ``p`` not reading at or past ``limit``.
+
+    ``last_shift`` is the shift of the last byte the width allows and
+    ``last_max`` the largest value that byte may hold; ``errors`` are the
+    (truncated, too long, overflow) error codes.  O(bytes read).
+    """
     start = p
     result = 0
     shift = 0
     while True:
         if p >= limit:
-            raise corruption(ERR_VARINT32_TRUNCATED, start)
+            raise corruption(errors[0], start)
         b = buf[p]
         p += 1
-        if shift == 28:
+        if shift == last_shift:
             if b & 0x80:
-                raise corruption(ERR_VARINT32_TOO_LONG, start)
-            if b > 0x0F:
-                raise corruption(ERR_VARINT32_OVERFLOW, start)
+                raise corruption(errors[1], start)
+            if b > last_max:
+                raise corruption(errors[2], start)
         result |= (b & 0x7F) << shift
         if b < 0x80:
             return result, p
         shift += 7
+
+
+_V32_ERRORS = (ERR_VARINT32_TRUNCATED, ERR_VARINT32_TOO_LONG, ERR_VARINT32_OVERFLOW)
+_V64_ERRORS = (ERR_VARINT64_TRUNCATED, ERR_VARINT64_TOO_LONG, ERR_VARINT64_OVERFLOW)
+
+
+def _dv32(buf: bytes, p: int, limit: int) -> tuple[int, int]:
+    """Decode a varint32 (at most 5 bytes, < 2**32) at ``p`` before ``limit``."""
+    return _decode_varint(buf, p, limit, 28, 0x0F, _V32_ERRORS)
 
 
 def _dv64(buf: bytes, p: int, limit: int) -> tuple[int, int]:
-    """Decode a varint64 at ``p`` not reading at or past ``limit``."""
-    start = p
-    result = 0
-    shift = 0
-    while True:
-        if p >= limit:
-            raise corruption(ERR_VARINT64_TRUNCATED, start)
-        b = buf[p]
-        p += 1
-        if shift == 63:
-            if b & 0x80:
-                raise corruption(ERR_VARINT64_TOO_LONG, start)
-            if b > 0x01:
-                raise corruption(ERR_VARINT64_OVERFLOW, start)
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, p
-        shift += 7
+    """Decode a varint64 (at most 10 bytes, < 2**64) at ``p`` before ``limit``."""
+    return _decode_varint(buf, p, limit, 63, 0x01, _V64_ERRORS)
 
 
 def decode_varint32(buf: bytes, offset: int = 0) -> tuple[int, int]:
