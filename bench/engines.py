@@ -181,6 +181,54 @@ class Engine(abc.ABC):
 
 
 # ---------------------------------------------------------------------------
+class _DbHandleEngine(Engine):
+    """An engine whose open DB is ``self.db`` with the library's own
+    ``put``/``get``/``delete``/``close`` methods: the point callables are
+    those bound methods (no adapter in the timed loops)."""
+
+    def close(self) -> None:
+        db = getattr(self, "db", None)
+        if db is not None:
+            db.close()
+            self.db = None
+
+    def put_fn(self) -> Callable[[bytes, bytes], Any]:
+        return self.db.put
+
+    def get_fn(self) -> Callable[[bytes], Optional[bytes]]:
+        return self.db.get
+
+    def delete_fn(self) -> Callable[[bytes], Any]:
+        return self.db.delete
+
+
+class _LevelDbApiEngine(_DbHandleEngine):
+    """A ``_DbHandleEngine`` whose DB has the LevelDB-style Python API shared
+    by ``lsm.DB`` and plyvel: ``put(k, v, sync=True)``, a ``write_batch()``
+    context manager, and ``iterator(reverse=...)`` yielding ``(key, value)``."""
+
+    def sync_put_fn(self) -> Callable[[bytes, bytes], Any]:
+        put = self.db.put
+
+        def sync_put(k: bytes, v: bytes) -> None:
+            put(k, v, sync=True)
+        return sync_put
+
+    def write_batch(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        with self.db.write_batch() as wb:
+            put = wb.put
+            for k, v in pairs:
+                put(k, v)
+
+    def scan(self, reverse: bool = False) -> tuple[int, int]:
+        n = b = 0
+        for k, v in self.db.iterator(reverse=reverse):
+            n += 1
+            b += len(k) + len(v)
+        return n, b
+
+
+# ---------------------------------------------------------------------------
 def _lsm_db_class() -> Any:
     """``lsm.DB`` (SPEC §2); while the package root does not export it yet,
     the class from ``lsm.db``.  None when neither exists."""
@@ -194,7 +242,7 @@ def _lsm_db_class() -> Any:
     return cls
 
 
-class LsmEngine(Engine):
+class LsmEngine(_LevelDbApiEngine):
     """superdisk-lsm itself (``lsm.DB`` per SPEC §2)."""
 
     name = "lsm"
@@ -240,41 +288,6 @@ class LsmEngine(Engine):
         self.db.close()
         self.db = _lsm_db_class()(self._target, create_if_missing=False, **self._db_options())
 
-    def close(self) -> None:
-        db = getattr(self, "db", None)
-        if db is not None:
-            db.close()
-            self.db = None
-
-    def put_fn(self):
-        return self.db.put
-
-    def sync_put_fn(self):
-        put = self.db.put
-
-        def sync_put(k: bytes, v: bytes) -> None:
-            put(k, v, sync=True)
-        return sync_put
-
-    def get_fn(self):
-        return self.db.get
-
-    def delete_fn(self):
-        return self.db.delete
-
-    def write_batch(self, pairs):
-        with self.db.write_batch() as wb:
-            put = wb.put
-            for k, v in pairs:
-                put(k, v)
-
-    def scan(self, reverse=False):
-        n = b = 0
-        for k, v in self.db.iterator(reverse=reverse):
-            n += 1
-            b += len(k) + len(v)
-        return n, b
-
     def seek_scan(self, key, count):
         n = 0
         it = self.db.iterator(start=key)
@@ -310,7 +323,7 @@ class LsmEngine(Engine):
 
 
 # ---------------------------------------------------------------------------
-class PlyvelEngine(Engine):
+class PlyvelEngine(_LevelDbApiEngine):
     """LevelDB through plyvel (LevelDB has snappy, not lz4)."""
 
     name = "plyvel"
@@ -334,41 +347,6 @@ class PlyvelEngine(Engine):
         self.db.close()
         self._open(False)
 
-    def close(self):
-        db = getattr(self, "db", None)
-        if db is not None:
-            db.close()
-            self.db = None
-
-    def put_fn(self):
-        return self.db.put
-
-    def sync_put_fn(self):
-        put = self.db.put
-
-        def sync_put(k, v):
-            put(k, v, sync=True)
-        return sync_put
-
-    def get_fn(self):
-        return self.db.get
-
-    def delete_fn(self):
-        return self.db.delete
-
-    def write_batch(self, pairs):
-        with self.db.write_batch() as wb:
-            put = wb.put
-            for k, v in pairs:
-                put(k, v)
-
-    def scan(self, reverse=False):
-        n = b = 0
-        for k, v in self.db.iterator(reverse=reverse):
-            n += 1
-            b += len(k) + len(v)
-        return n, b
-
     def seek_scan(self, key, count):
         n = 0
         with self.db.iterator(start=key) as it:
@@ -384,7 +362,7 @@ class PlyvelEngine(Engine):
 
 
 # ---------------------------------------------------------------------------
-class RocksdictEngine(Engine):
+class RocksdictEngine(_DbHandleEngine):
     """RocksDB through rocksdict's ``Rdict`` in raw (bytes) mode."""
 
     name = "rocksdict"
@@ -429,27 +407,12 @@ class RocksdictEngine(Engine):
         self.db.close()
         self._open()
 
-    def close(self):
-        db = getattr(self, "db", None)
-        if db is not None:
-            db.close()
-            self.db = None
-
-    def put_fn(self):
-        return self.db.put
-
     def sync_put_fn(self):
         put, wo = self.db.put, self._sync_opts
 
         def sync_put(k, v):
             put(k, v, wo)
         return sync_put
-
-    def get_fn(self):
-        return self.db.get
-
-    def delete_fn(self):
-        return self.db.delete
 
     def write_batch(self, pairs):
         import rocksdict as rd
