@@ -234,31 +234,34 @@ def _threads(n: int, target: Callable[[int], None]) -> float:
 # ---------------------------------------------------------------------------
 # workloads
 
-def _fill(ph: Phase, order_kind: str, count: int, sync: bool = False, purpose: str = "") -> None:
-    spec, res, eng = ph.spec, ph.result, ph.engine
-    order = spec.order(order_kind, count, purpose or ph.name)
-    key = spec.key
+def _timed_threads(ph: Phase, count: int,
+                   body: Callable[[int, Callable[[int, list], None]], None]) -> None:
+    """Run ``body(tid, record)`` for ``tid`` in ``range(ph.cfg.threads)``: on
+    threads when there are several, inline when there is one.  The body calls
+    ``record(ns, lat)`` after each timed chunk; that adds ``ns`` to the
+    thread's loop time, the latencies ``lat`` to its histogram and to the
+    phase recorder, and ``len(lat)`` operations to the progress bar (O(len(lat))
+    per call, once per chunk, never per operation).  Afterwards the per-thread
+    histograms are merged into the result, ``ops`` is ``count`` and
+    ``seconds`` is the wall time (several threads) or the timed loop time
+    (one thread)."""
+    res = ph.result
     nthreads = ph.cfg.threads
     hists = [Histogram() for _ in range(nthreads)]
     loop_ns = [0] * nthreads
-    chunk = min(CHUNK, max(1, -(-count // nthreads)))
-    chunks = list(order.chunks(chunk)) if nthreads > 1 else None
     bar = ph.progress(count)
     rec = ph.recorder
 
     def worker(tid: int) -> None:
-        put = eng.sync_put_fn() if sync else eng.put_fn()
-        values = ValueSource(spec)
-        source = order.chunks(chunk) if chunks is None else chunks[tid::nthreads]
-        for idxs in source:
-            keys = [key(i) for i in idxs]
-            vals = values.take(len(keys))
-            lat: list = []
-            loop_ns[tid] += _put_loop(put, keys, vals, lat)
-            hists[tid].add_many(lat)
+        hist = hists[tid]
+
+        def record(ns: int, lat: list) -> None:
+            loop_ns[tid] += ns
+            hist.add_many(lat)
             if rec is not None:
                 rec.add(lat)
-            bar.update(len(keys))
+            bar.update(len(lat))
+        body(tid, record)
 
     with bar:
         wall = _threads(nthreads, worker) if nthreads > 1 else (worker(0) or 0.0)
@@ -266,6 +269,27 @@ def _fill(ph: Phase, order_kind: str, count: int, sync: bool = False, purpose: s
         res.hist.merge(h)
     res.ops = count
     res.seconds = wall if nthreads > 1 else loop_ns[0] / 1e9
+
+
+def _fill(ph: Phase, order_kind: str, count: int, sync: bool = False, purpose: str = "") -> None:
+    spec, res, eng = ph.spec, ph.result, ph.engine
+    order = spec.order(order_kind, count, purpose or ph.name)
+    key = spec.key
+    nthreads = ph.cfg.threads
+    chunk = min(CHUNK, max(1, -(-count // nthreads)))
+    chunks = list(order.chunks(chunk)) if nthreads > 1 else None
+
+    def body(tid: int, record: Callable[[int, list], None]) -> None:
+        put = eng.sync_put_fn() if sync else eng.put_fn()
+        values = ValueSource(spec)
+        source = order.chunks(chunk) if chunks is None else chunks[tid::nthreads]
+        for idxs in source:
+            keys = [key(i) for i in idxs]
+            vals = values.take(len(keys))
+            lat: list = []
+            record(_put_loop(put, keys, vals, lat), lat)
+
+    _timed_threads(ph, count, body)
     res.bytes = count * (spec.key_size + spec.value_size)
 
 
@@ -323,15 +347,11 @@ def _reads(ph: Phase, missing: bool) -> None:
     spec, res, eng = ph.spec, ph.result, ph.engine
     count = ph.cfg.num_reads
     nthreads = ph.cfg.threads
-    hists = [Histogram() for _ in range(nthreads)]
-    loop_ns = [0] * nthreads
     found = [0] * nthreads
     nbytes = [0] * nthreads
     mk = spec.missing_key if missing else spec.key
-    bar = ph.progress(count)
-    rec = ph.recorder
 
-    def worker(tid: int) -> None:
+    def body(tid: int, record: Callable[[int, list], None]) -> None:
         get = eng.get_fn()
         share = count // nthreads + (1 if tid < count % nthreads else 0)
         order = spec.order("uniform", share, f"{ph.name}:{tid}")
@@ -339,20 +359,11 @@ def _reads(ph: Phase, missing: bool) -> None:
             keys = [mk(i) for i in idxs]
             lat: list = []
             ns, f, b = _get_loop(get, keys, lat)
-            loop_ns[tid] += ns
             found[tid] += f
             nbytes[tid] += b
-            hists[tid].add_many(lat)
-            if rec is not None:
-                rec.add(lat)
-            bar.update(len(keys))
+            record(ns, lat)
 
-    with bar:
-        wall = _threads(nthreads, worker) if nthreads > 1 else (worker(0) or 0.0)
-    for h in hists:
-        res.hist.merge(h)
-    res.ops = count
-    res.seconds = wall if nthreads > 1 else loop_ns[0] / 1e9
+    _timed_threads(ph, count, body)
     nfound = sum(found)
     res.bytes = count * spec.key_size + sum(nbytes)
     res.extra["found"] = nfound
@@ -445,32 +456,19 @@ def w_seekrandom(ph: Phase) -> None:
     count = ph.cfg.num_reads
     nexts = ph.cfg.seek_nexts
     nthreads = ph.cfg.threads
-    hists = [Histogram() for _ in range(nthreads)]
-    loop_ns = [0] * nthreads
     got = [0] * nthreads
-    bar = ph.progress(count)
-    rec = ph.recorder
 
-    def worker(tid: int) -> None:
+    def body(tid: int, record: Callable[[int, list], None]) -> None:
         seek = eng.seek_scan_fn()
         share = count // nthreads + (1 if tid < count % nthreads else 0)
         for idxs in spec.order("uniform", share, f"{ph.name}:{tid}").chunks():
             keys = [spec.key(i) for i in idxs]
             lat: list = []
             ns, g = _seek_loop(seek, keys, nexts, lat)
-            loop_ns[tid] += ns
             got[tid] += g
-            hists[tid].add_many(lat)
-            if rec is not None:
-                rec.add(lat)
-            bar.update(len(keys))
+            record(ns, lat)
 
-    with bar:
-        wall = _threads(nthreads, worker) if nthreads > 1 else (worker(0) or 0.0)
-    for h in hists:
-        res.hist.merge(h)
-    res.ops = count
-    res.seconds = wall if nthreads > 1 else loop_ns[0] / 1e9
+    _timed_threads(ph, count, body)
     entries = sum(got)
     res.bytes = entries * (spec.key_size + spec.value_size)
     res.extra["entries_read"] = entries
