@@ -1079,38 +1079,31 @@ class SuperDisk(BlockDevice):
         return bytes(out)
 
     def _read_run_cache(self, first: int, n: int, out: bytearray, pos: int) -> None:
-        bs = self.block_size
         cache = self._cache_dev()
         if cache is None:
             return self._read_run_durable(first, n, out, pos)
-        try:
-            data = cache.read(self._layout.data_offset + first * bs, n * bs)
-            with self._counter_lock:
-                self.counters["reads_cache"] += 1
-                self.counters["bytes_read_cache"] += n * bs
-        except StorageIOError:
-            self._add("read_errors_cache")
-            data = None
-        for i in range(n):
-            b = first + i
-            entry = self._table[b]
-            if data is not None:
-                blk = data[i * bs:(i + 1) * bs]
-                if entry == 0 or (_xxh64(blk, seed=b) or 1) == entry:
-                    out[pos + i * bs:pos + (i + 1) * bs] = bytes(bs) if entry == 0 else blk
-                    continue
-            out[pos + i * bs:pos + (i + 1) * bs] = self._slow_block(b, from_cache=True, had_error=data is None)
+        self._read_run_from(cache, "cache", first, n, out, pos)
 
     def _read_run_durable(self, first: int, n: int, out: bytearray, pos: int) -> None:
+        self._read_run_from(self._durable.dev, "durable", first, n, out, pos)
+
+    def _read_run_from(self, dev: BlockDevice, side: str, first: int, n: int,
+                       out: bytearray, pos: int) -> None:
+        """Read blocks ``first .. first+n-1`` from ``dev`` (the ``side``
+        "cache" or "durable", which names its counters) in one device read
+        into ``out[pos:]``; a block whose checksum does not match its table
+        entry, or the whole run after a read error, goes through
+        ``_slow_block``.  O(n) hashing of n blocks."""
         bs = self.block_size
         try:
-            data = self._durable.dev.read(self._layout.data_offset + first * bs, n * bs)
+            data = dev.read(self._layout.data_offset + first * bs, n * bs)
             with self._counter_lock:
-                self.counters["reads_durable"] += 1
-                self.counters["bytes_read_durable"] += n * bs
+                self.counters["reads_" + side] += 1
+                self.counters["bytes_read_" + side] += n * bs
         except StorageIOError:
-            self._add("read_errors_durable")
+            self._add("read_errors_" + side)
             data = None
+        from_cache = side == "cache"
         for i in range(n):
             b = first + i
             entry = self._table[b]
@@ -1119,7 +1112,7 @@ class SuperDisk(BlockDevice):
                 if entry == 0 or (_xxh64(blk, seed=b) or 1) == entry:
                     out[pos + i * bs:pos + (i + 1) * bs] = bytes(bs) if entry == 0 else blk
                     continue
-            out[pos + i * bs:pos + (i + 1) * bs] = self._slow_block(b, from_cache=False, had_error=data is None)
+            out[pos + i * bs:pos + (i + 1) * bs] = self._slow_block(b, from_cache=from_cache, had_error=data is None)
 
     def _slow_block(self, b: int, from_cache: bool, had_error: bool) -> bytes:
         """Re-read ``b`` under its stripe lock (a racing write may explain a
