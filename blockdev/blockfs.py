@@ -810,13 +810,32 @@ class FsckReport:
     journal_capacity: int
 
 
-class _BlockWritable(WritableFile):
+class _BlockHandle:
+    """What an open BlockFS file handle (writer or reader) holds: the file
+    system, the inode, the name it was opened under, and whether it is
+    closed.  ``close`` is idempotent; the first one hands the inode back to
+    the file system through ``_release_node`` unless the file system is
+    already closed.  Requires: ``_release_node`` runs under ``fs._mu``."""
+
     def __init__(self, fs: "BlockFS", node: _Inode) -> None:
         self._fs = fs
         self._node = node
         self.name = node.name
         self._closed = False
 
+    def _release_node(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        with self._fs._mu:
+            if self._closed:
+                return
+            self._closed = True
+            if not self._fs._closed:
+                self._release_node()
+
+
+class _BlockWritable(_BlockHandle, WritableFile):
     @property
     def size(self) -> int:
         return self._node.size
@@ -837,22 +856,11 @@ class _BlockWritable(WritableFile):
             self._check_open()
             self._fs._sync_file(self._node)
 
-    def close(self) -> None:
-        with self._fs._mu:
-            if self._closed:
-                return
-            self._closed = True
-            if not self._fs._closed:
-                self._fs._close_writer(self._node)
+    def _release_node(self) -> None:
+        self._fs._close_writer(self._node)
 
 
-class _BlockRandomAccess(RandomAccessFile):
-    def __init__(self, fs: "BlockFS", node: _Inode) -> None:
-        self._fs = fs
-        self._node = node
-        self.name = node.name
-        self._closed = False
-
+class _BlockRandomAccess(_BlockHandle, RandomAccessFile):
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"file {self.name} of {self._fs.name} is closed")
@@ -896,13 +904,8 @@ class _BlockRandomAccess(RandomAccessFile):
             return buf
         return buf[skip:skip + want]
 
-    def close(self) -> None:
-        with self._fs._mu:
-            if self._closed:
-                return
-            self._closed = True
-            if not self._fs._closed:
-                self._fs._unref(self._node)
+    def _release_node(self) -> None:
+        self._fs._unref(self._node)
 
 
 class _BlockLock(FileLock):
