@@ -27,10 +27,11 @@ a device or SuperDisk leg that another process holds open is refused
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 __all__ = ["main", "open_target"]
 
@@ -81,6 +82,19 @@ def _file_fs(path: str) -> tuple[Any, str]:
     from blockdev.fs import PosixFS
     d, name = os.path.split(os.path.abspath(path))
     return PosixFS(d), name
+
+
+@contextlib.contextmanager
+def _open_file(path: str) -> Iterator[tuple[Any, str]]:
+    """``(readable file, its name)`` for the file at ``path`` in a PosixFS
+    of its directory; the file and the file system are closed on exit."""
+    fs, name = _file_fs(path)
+    f = fs.open(name)
+    try:
+        yield f, name
+    finally:
+        f.close()
+        fs.close()
 
 
 # -- commands ------------------------------------------------------------------------
@@ -142,9 +156,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 def cmd_dump_sst(args: argparse.Namespace) -> int:
     from lsm.dbformat import unpack_internal_key
     from lsm.sstable.reader import TableReader
-    fs, name = _file_fs(args.file)
-    f = fs.open(name)
-    try:
+    with _open_file(args.file) as (f, name):
         r = TableReader(f, name)
         props = r.properties
         print(f"table {args.file}")
@@ -164,18 +176,13 @@ def cmd_dump_sst(args: argparse.Namespace) -> int:
             shown = f" => {_show(value, args.hex)}" if kind == 1 else ""
             print(f"  {_show(ukey, args.hex)} @ {seq} {what}{shown}")
         r.close()
-    finally:
-        f.close()
-        fs.close()
     return 0
 
 
 def cmd_dump_wal(args: argparse.Namespace) -> int:
     from lsm.batch import WriteBatch
     from lsm.wal import LogReader
-    fs, name = _file_fs(args.file)
-    f = fs.open(name)
-    try:
+    with _open_file(args.file) as (f, name):
         def report(dropped: int, reason: str) -> None:
             print(f"!! skipped {dropped} bytes: {reason}")
         reader = LogReader(f, name, reporter=report)
@@ -194,18 +201,13 @@ def cmd_dump_wal(args: argparse.Namespace) -> int:
                     print(f"  DELRANGE [{_show(key, args.hex)}, {_show(value, args.hex)})")
         if reader.torn_tail:
             print("(log ends in a torn tail)")
-    finally:
-        f.close()
-        fs.close()
     return 0
 
 
 def cmd_dump_manifest(args: argparse.Namespace) -> int:
     from lsm.version import VersionEdit
     from lsm.wal import LogReader
-    fs, name = _file_fs(args.file)
-    f = fs.open(name)
-    try:
+    with _open_file(args.file) as (f, name):
         reader = LogReader(f, name, paranoid=True)
         for record in reader:
             edit = VersionEdit.decode(record, name, reader.last_record_offset)
@@ -222,9 +224,6 @@ def cmd_dump_manifest(args: argparse.Namespace) -> int:
                 print(f"  add L{level} #{fm.number} {fm.size} bytes "
                       f"[{_show(fm.smallest[:-8], args.hex)} .. {_show(fm.largest[:-8], args.hex)}]"
                       f" seq {fm.smallest_seq}..{fm.largest_seq} entries {fm.num_entries}")
-    finally:
-        f.close()
-        fs.close()
     return 0
 
 
