@@ -520,7 +520,47 @@ class _Owner:
     def _forget(self, cursor: Any) -> None: ...
 
 
-class Iterator:
+class _CursorLifecycle:
+    """The close/invalidate/context-manager/finaliser protocol shared by
+    ``Iterator`` and ``RawIterator``.  Requires: the subclass has the slots
+    ``_closed``, ``_view`` (a ReadView) and ``_owner`` (an ``_Owner``) and
+    implements ``_drop_buffered()``, which empties its buffered entries.
+    Every method is O(1) apart from releasing the view."""
+
+    __slots__ = ()
+    _closed: bool
+    _view: ReadView
+    _owner: Any
+
+    def _drop_buffered(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the iterator's resources; later calls raise ClosedError."""
+        if not self._closed:
+            self._closed = True
+            self._drop_buffered()
+            self._view.close()
+            self._owner._forget(self)
+
+    def _invalidate(self) -> None:
+        """Called by DB.close(): drop buffered items so the next call raises."""
+        self._closed = True
+        self._drop_buffered()
+        self._view.close()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed:
+                self._view.close()
+        except Exception:   # interpreter shutdown: nothing left to release
+            pass
+
+
+class Iterator(_CursorLifecycle):
     """plyvel-style iterator (see the module docstring for the cursor model).
 
     Created by ``DB.iterator()``; yields ``(key, value)`` tuples, keys, values
@@ -696,36 +736,15 @@ class Iterator:
         else:
             self._reset(up, down)
 
-    # -- lifecycle ---------------------------------------------------------------
-    def close(self) -> None:
-        """Release the iterator's resources; later calls raise ClosedError."""
-        if not self._closed:
-            self._closed = True
-            self._reset(_EMPTY_SCAN, _EMPTY_SCAN)
-            self._view.close()
-            self._owner._forget(self)
-
-    def _invalidate(self) -> None:
-        """Called by DB.close(): drop buffered items so the next call raises."""
-        self._closed = True
+    # -- lifecycle (close, _invalidate, __exit__, __del__: _CursorLifecycle) ----
+    def _drop_buffered(self) -> None:
         self._reset(_EMPTY_SCAN, _EMPTY_SCAN)
-        self._view.close()
 
     def __enter__(self) -> "Iterator":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
-    def __del__(self) -> None:
-        try:
-            if not self._closed:
-                self._view.close()
-        except Exception:   # interpreter shutdown: nothing left to release
-            pass
-
-
-class RawIterator:
+class RawIterator(_CursorLifecycle):
     """A LevelDB-style positioned cursor: ``valid()``, ``key()``, ``value()``,
     ``item()``, ``next()``, ``prev()``, ``seek(k)``, ``seek_for_prev(k)``,
     ``seek_to_first()``, ``seek_to_last()``, ``close()``.
@@ -862,27 +881,9 @@ class RawIterator:
     def item(self) -> tuple[bytes, bytes]:
         return self.key(), self.value()
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._keys, self._vals, self._i = [], [], -1
-            self._view.close()
-            self._owner._forget(self)
-
-    def _invalidate(self) -> None:
-        self._closed = True
+    # close, _invalidate, __exit__, __del__: _CursorLifecycle
+    def _drop_buffered(self) -> None:
         self._keys, self._vals, self._i = [], [], -1
-        self._view.close()
 
     def __enter__(self) -> "RawIterator":
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if not self._closed:
-                self._view.close()
-        except Exception:
-            pass
