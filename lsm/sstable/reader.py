@@ -495,25 +495,36 @@ class TableReader:
         the first block yielded may hold only entries > ``start``.  Whole
         blocks: the caller trims.  The lists are shared: do not mutate.
         """
+        return self._blocks(self._check_blocks_start(start), bool(reverse))
+
+    def _check_blocks_start(self, start: bytes | None) -> bytes | None:
+        """The argument checks of ``blocks``/``blocks_with_user_keys``:
+        ``start`` as bytes (None stays None); raises ArgumentTypeError /
+        InvalidArgumentError for a bad ``start`` and ClosedError on a closed
+        table.  O(len(start))."""
         if start is not None:
             start = _check_bytes(start, "start")
             if len(start) < 8:
                 raise InvalidArgumentError("start must be an internal key (>= 8 bytes)")
         if self._closed:
             raise ClosedError(f"table {self.name} is closed")
-        return self._blocks(start, bool(reverse))
+        return start
+
+    def _first_block(self, start: bytes | None, reverse: bool) -> tuple[int, int]:
+        """``(first block index, step)`` for a forward or reverse walk from
+        internal key ``start`` (an end when None); see ``blocks``.
+        O(log blocks)."""
+        if not reverse:
+            return (0 if start is None else self._index_seek(start)), 1
+        n = self._nblocks
+        return (n - 1 if start is None else min(self._index_seek(start), n - 1)), -1
 
     def _blocks(self, start: bytes | None, reverse: bool
                 ) -> Iterator[tuple[list[bytes], list[bytes]]]:
         n = self._nblocks
         decoded = self._decoded
         index = self._index
-        if not reverse:
-            i = 0 if start is None else self._index_seek(start)
-            step = 1
-        else:
-            i = n - 1 if start is None else min(self._index_seek(start), n - 1)
-            step = -1
+        i, step = self._first_block(start, reverse)
         while 0 <= i < n:
             blk = decoded(index(), i)
             yield blk.keys, blk.values  # type: ignore[misc]
@@ -523,24 +534,13 @@ class TableReader:
                               ) -> Iterator[tuple[list[bytes], list[bytes], list[bytes]]]:
         """As ``blocks`` but yields ``(keys, values, user_keys)``; the user-key
         lists are built once per cached block (shared; do not mutate)."""
-        if start is not None:
-            start = _check_bytes(start, "start")
-            if len(start) < 8:
-                raise InvalidArgumentError("start must be an internal key (>= 8 bytes)")
-        if self._closed:
-            raise ClosedError(f"table {self.name} is closed")
-        return self._blocks_uk(start, bool(reverse))
+        return self._blocks_uk(self._check_blocks_start(start), bool(reverse))
 
     def _blocks_uk(self, start: bytes | None, reverse: bool
                    ) -> Iterator[tuple[list[bytes], list[bytes], list[bytes]]]:
         n = self._nblocks
         index = self._index
-        if not reverse:
-            i = 0 if start is None else self._index_seek(start)
-            step = 1
-        else:
-            i = n - 1 if start is None else min(self._index_seek(start), n - 1)
-            step = -1
+        i, step = self._first_block(start, reverse)
         decoded = self._decoded
         while 0 <= i < n:
             blk = decoded(index(), i)
