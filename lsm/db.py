@@ -267,7 +267,29 @@ def _open_fs(target: Any, create: bool) -> tuple[FileSystem, bool, str]:
         f"target must be a path, a blockdev.BlockDevice or a FileSystem, got {type(target).__name__}")
 
 
-class DB:
+class _DictProtocol:
+    """``db[k]``, ``db[k] = v``, ``del db[k]`` and ``k in db`` on top of
+    ``get``/``put``/``delete`` (shared by DB and PrefixedDB).  O(one get)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: Any) -> bytes:
+        value = self.get(key)  # type: ignore[attr-defined]
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)  # type: ignore[attr-defined]
+
+    def __delitem__(self, key: Any) -> None:
+        self.delete(key)  # type: ignore[attr-defined]
+
+    def __contains__(self, key: Any) -> bool:
+        return self.get(key) is not None  # type: ignore[attr-defined]
+
+
+class DB(_DictProtocol):
     """An LSM-tree key-value store in a directory or on a block device.
 
     ``DB(target, create_if_missing=False, error_if_exists=False, **options)``;
@@ -1023,21 +1045,6 @@ class DB:
                 return (_TABLES, default)
         return (_TABLES, default)
 
-    def __getitem__(self, key: Any) -> bytes:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.put(key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        self.delete(key)
-
-    def __contains__(self, key: Any) -> bool:
-        return self.get(key) is not None
-
     def _view(self, lo: bytes | None, hi: bytes | None, hi_incl: bool,
               seq: int | None) -> ReadView:
         with self._mutex:
@@ -1667,7 +1674,7 @@ class Snapshot:
             pass
 
 
-class PrefixedDB:
+class PrefixedDB(_DictProtocol):
     """A view of the keys of ``db`` that start with ``prefix``; the prefix is
     added on writes and stripped from returned keys."""
 
@@ -1689,21 +1696,6 @@ class PrefixedDB:
 
     def delete_range(self, start: Any, stop: Any, sync: bool = False) -> None:
         self.db.delete_range(self._k(start, "start"), self._k(stop, "stop"), sync=sync)
-
-    def __getitem__(self, key: Any) -> bytes:
-        value = self.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.put(key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        self.delete(key)
-
-    def __contains__(self, key: Any) -> bool:
-        return self.get(key) is not None
 
     def write_batch(self, sync: bool = False, transaction: bool = False) -> BoundWriteBatch:
         self.db._check_open()
