@@ -267,7 +267,30 @@ def _open_fs(target: Any, create: bool) -> tuple[FileSystem, bool, str]:
         f"target must be a path, a blockdev.BlockDevice or a FileSystem, got {type(target).__name__}")
 
 
-class _DictProtocol:
+class _IterationShortcuts:
+    """``items``/``keys``/``values``/``iter()`` on top of ``iterator``
+    (shared by DB, Snapshot and PrefixedDB); each takes ``iterator``'s
+    keyword arguments.  O(1) until iterated."""
+
+    __slots__ = ()
+
+    def items(self, **kw: Any) -> Iterator:
+        """``iterator(**kw)`` yielding (key, value) pairs."""
+        return self.iterator(**kw)  # type: ignore[attr-defined]
+
+    def keys(self, **kw: Any) -> Iterator:
+        """``iterator(**kw)`` yielding keys."""
+        return self.iterator(include_key=True, include_value=False, **kw)  # type: ignore[attr-defined]
+
+    def values(self, **kw: Any) -> Iterator:
+        """``iterator(**kw)`` yielding values."""
+        return self.iterator(include_key=False, include_value=True, **kw)  # type: ignore[attr-defined]
+
+    def __iter__(self) -> Iterator:
+        return self.iterator()  # type: ignore[attr-defined]
+
+
+class _DictProtocol(_IterationShortcuts):
     """``db[k]``, ``db[k] = v``, ``del db[k]`` and ``k in db`` on top of
     ``get``/``put``/``delete`` (shared by DB and PrefixedDB).  O(one get)."""
 
@@ -1105,23 +1128,6 @@ class DB(_DictProtocol):
             raise ClosedError("snapshot is closed")
         return snapshot._seq
 
-    def items(self, **kw: Any) -> Iterator:
-        """``iterator(**kw)`` yielding (key, value) pairs."""
-        kw.setdefault("include_key", True)
-        kw.setdefault("include_value", True)
-        return self.iterator(**kw)
-
-    def keys(self, **kw: Any) -> Iterator:
-        """``iterator(**kw)`` yielding keys."""
-        return self.iterator(include_key=True, include_value=False, **kw)
-
-    def values(self, **kw: Any) -> Iterator:
-        """``iterator(**kw)`` yielding values."""
-        return self.iterator(include_key=False, include_value=True, **kw)
-
-    def __iter__(self) -> Iterator:
-        return self.iterator()
-
     def raw_iterator(self, snapshot: "Snapshot | None" = None) -> RawIterator:
         """A positioned cursor (valid/key/value/next/prev/seek/seek_for_prev)."""
         return self._raw_iterator(b"", snapshot)
@@ -1592,7 +1598,7 @@ class _PrefixedBatch(BoundWriteBatch):
                              self._prefix + check_bytes(stop, "stop"))
 
 
-class Snapshot:
+class Snapshot(_IterationShortcuts):
     """A read-only view of the DB as of ``DB.snapshot()``.  Close it (or use it as a
     context manager) so compaction may drop the versions it keeps alive."""
 
@@ -1635,18 +1641,6 @@ class Snapshot:
 
     def _root(self) -> "Snapshot":
         return self
-
-    def items(self, **kw: Any) -> Iterator:
-        return self.iterator(**kw)
-
-    def keys(self, **kw: Any) -> Iterator:
-        return self.iterator(include_key=True, include_value=False, **kw)
-
-    def values(self, **kw: Any) -> Iterator:
-        return self.iterator(include_key=False, include_value=True, **kw)
-
-    def __iter__(self) -> Iterator:
-        return self.iterator()
 
     def raw_iterator(self) -> RawIterator:
         self._check()
@@ -1708,18 +1702,6 @@ class PrefixedDB(_DictProtocol):
                  snapshot: Snapshot | None = None) -> Iterator:
         return self.db._iterator(self.prefix, start, stop, include_start, include_stop, prefix,
                                  reverse, include_key, include_value, snapshot)
-
-    def items(self, **kw: Any) -> Iterator:
-        return self.iterator(**kw)
-
-    def keys(self, **kw: Any) -> Iterator:
-        return self.iterator(include_key=True, include_value=False, **kw)
-
-    def values(self, **kw: Any) -> Iterator:
-        return self.iterator(include_key=False, include_value=True, **kw)
-
-    def __iter__(self) -> Iterator:
-        return self.iterator()
 
     def raw_iterator(self, snapshot: Snapshot | None = None) -> RawIterator:
         return self.db._raw_iterator(self.prefix, snapshot)
