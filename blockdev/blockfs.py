@@ -957,24 +957,7 @@ class BlockFS(FileSystem):
             raise ArgumentTypeError(f"device must be a blockdev.BlockDevice, got {type(device).__name__}")
         if not isinstance(create, bool):
             raise ArgumentTypeError(f"create must be a bool, got {type(create).__name__}")
-        if journal_blocks is not None:
-            check_int(journal_blocks, "journal_blocks", MIN_JOURNAL_BLOCKS)
-        if discard_batch is not None:
-            check_int(discard_batch, "discard_batch")
-        self.device = device
-        self.name = f"blockfs:{device.name}"
-        self._mu = threading.RLock()
-        self._closed = True
-        self._discard_batch_arg = discard_batch
-        self._register()
-        try:
-            if create and not self._has_magic():
-                self._format(journal_blocks)
-            self._mount()
-        except BaseException:
-            self._unregister()
-            raise
-        self._closed = False
+        self._attach(device, "if_blank" if create else "never", journal_blocks, discard_batch)
 
     # -- construction -------------------------------------------------------
     @classmethod
@@ -986,11 +969,22 @@ class BlockFS(FileSystem):
         ``discard_batch`` as for the constructor."""
         if not isinstance(device, BlockDevice):
             raise ArgumentTypeError(f"device must be a blockdev.BlockDevice, got {type(device).__name__}")
+        self = cls.__new__(cls)
+        self._attach(device, "always", journal_blocks, discard_batch)
+        return self
+
+    def _attach(self, device: BlockDevice, format_mode: str,
+                journal_blocks: Optional[int], discard_batch: Optional[int]) -> None:
+        """Validate the sizes, claim ``device`` for this process, format it
+        (``format_mode``: "always", "if_blank" = no BlockFS magic yet, or
+        "never") and mount it.  On failure the claim is released.
+
+        Requires: ``device`` is a BlockDevice.
+        """
         if journal_blocks is not None:
             check_int(journal_blocks, "journal_blocks", MIN_JOURNAL_BLOCKS)
         if discard_batch is not None:
             check_int(discard_batch, "discard_batch")
-        self = cls.__new__(cls)
         self.device = device
         self.name = f"blockfs:{device.name}"
         self._mu = threading.RLock()
@@ -998,13 +992,13 @@ class BlockFS(FileSystem):
         self._discard_batch_arg = discard_batch
         self._register()
         try:
-            self._format(journal_blocks)
+            if format_mode == "always" or (format_mode == "if_blank" and not self._has_magic()):
+                self._format(journal_blocks)
             self._mount()
         except BaseException:
             self._unregister()
             raise
         self._closed = False
-        return self
 
     @classmethod
     def mount(cls, device: BlockDevice) -> "BlockFS":
