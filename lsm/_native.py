@@ -84,6 +84,7 @@ FUNCTIONS = (
     "block_encode", "block_decode", "block_seek", "block_get",
     "bloom_build", "bloom_may_contain", "merge",
     "log_encode_record", "batch_encode_single", "batch_encode", "user_keys",
+    "blocks_unpack", "sort_entries", "table_blocks", "bloom_build_hashes", "merge_indices",
 )
 
 # The C functions the wrappers call (a module lacking one is a stale build).
@@ -92,6 +93,7 @@ C_FUNCTIONS = (
     "lsm_block_encode", "lsm_block_decode", "lsm_block_seek", "lsm_block_get",
     "lsm_bloom_build", "lsm_bloom_may_contain", "lsm_merge", "lsm_log_encode",
     "lsm_batch_encode_single", "lsm_batch_encode", "lsm_user_keys_format",
+    "lsm_blocks_unpack", "lsm_sort_entries", "lsm_table_blocks", "lsm_bloom_build_hashes",
 )
 
 __all__ = [
@@ -551,6 +553,192 @@ def _merge_args_ok(runs: Any, read_seq: Any, snapshots: Any, mode: Any, bottom: 
     return True
 
 
+# --------------------------------------------------------------------------
+# Write path (native/table.c): flush and compaction over packed runs.
+
+pack = _twins.pack
+unpack_items = _twins.unpack_items
+TableChunk = _twins.TableChunk
+Grandparents = _twins.Grandparents
+
+
+def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
+    """Add the C-backed write-path functions (``blocks_unpack``,
+    ``sort_entries``, ``table_blocks``, ``bloom_build_hashes``,
+    ``merge_indices``) to the namespace ``ns`` of ``_make_c_api``."""
+    ffi, lib = ns.ffi, ns.lib
+    alloc = ffi.new_allocator(should_clear_after_alloc=False)
+    from_buffer = ffi.from_buffer
+    NULL = ffi.NULL
+    c_unpack = lib.lsm_blocks_unpack
+    c_sort = lib.lsm_sort_entries
+    c_table_blocks = lib.lsm_table_blocks
+    c_bloom_hashes = lib.lsm_bloom_build_hashes
+    c_merge = lib.lsm_merge
+    check_packed = _twins.check_packed
+
+    def u64(values: Any) -> Any:
+        return from_buffer("uint64_t[]", values) if len(values) else NULL
+
+    def blocks_unpack(runs: Sequence[Sequence[bytes]], lo: Optional[bytes] = None,
+                      hi: Optional[bytes] = None) -> tuple:
+        _twins.check_unpack_args(runs, lo, hi)
+        blocks = [b for run in runs for b in run]
+        blens = array("Q", map(len, blocks))
+        buf = b"".join(blocks)
+        nblocks = array("Q", map(len, runs))
+        bounds = (0 if lo is None else 1) | (0 if hi is None else 2)
+        info = alloc("uint64_t[5]")
+        args = (buf, len(buf), u64(blens), len(blocks), len(runs), u64(nblocks),
+                lo if lo is not None else NULL, len(lo) if lo is not None else 0,
+                hi if hi is not None else NULL, len(hi) if hi is not None else 0, bounds)
+        rc = c_unpack(*args, NULL, NULL, NULL, NULL, NULL, info)
+        if rc == 0:
+            n, kb, vb = info[0], info[1], info[2]
+            kout = bytearray(kb)
+            vout = bytearray(vb)
+            klens = array("Q", bytes(8 * n))
+            vlens = array("Q", bytes(8 * n))
+            starts = array("Q", bytes(8 * (len(runs) + 1)))
+            rc = c_unpack(*args, from_buffer("char[]", kout) if kb else NULL,
+                          u64(klens), from_buffer("char[]", vout) if vb else NULL,
+                          u64(vlens), u64(starts), info)
+        if rc < 0:
+            if rc in (_twins.ERR_NO_MEMORY, _twins.ERR_TOO_LARGE):
+                raise _error(rc, 0)
+            raise _twins.unpack_corruption(rc, int(info[3]), int(info[4]))
+        return (bytes(kout), klens, bytes(vout), vlens), starts
+
+    def sort_entries(packed: Any) -> Any:
+        kbuf, klens, vbuf, vlens = check_packed(packed)
+        n = len(klens)
+        order = array("Q", bytes(8 * n))
+        err = alloc("size_t[1]")
+        rc = c_sort(kbuf, len(kbuf), u64(klens), vbuf, len(vbuf), u64(vlens), n,
+                    u64(order), err)
+        if rc < 0:
+            raise _error(rc, err[0])
+        return order
+
+    def table_blocks(packed: Any, layout: int, order: Any, pos: int, n_order: int,
+                     block_size: int, restart_interval: int, limit: int,
+                     prev_key: Optional[bytes], gps: Optional[Any]) -> Any:
+        kbuf, klens, vbuf, vlens = _twins.check_table_blocks_args(
+            packed, layout, order, pos, n_order, block_size, restart_interval, limit,
+            prev_key, gps)
+        m = n_order - pos
+        cap = len(kbuf) + len(vbuf) + 32 * m + 16
+        out = alloc("char[]", cap)
+        blocks = array("Q", bytes(24 * m))
+        last = alloc("char[]", len(kbuf) + 8 * m + 1)
+        hashes = array("Q", bytes(8 * m))
+        info = alloc("uint64_t[12]")
+        if gps is not None:
+            state = array("Q", gps.state)
+            gargs = (gps.keys, len(gps.keys), u64(gps.key_lens), u64(gps.sizes),
+                     len(gps.key_lens), gps.limit, u64(state))
+        else:
+            state = array("Q", [0, 0, 0])
+            gargs = (NULL, 0, NULL, NULL, 0, 0, u64(state))
+        rc = c_table_blocks(kbuf, len(kbuf), u64(klens), vbuf, len(vbuf), u64(vlens),
+                            len(klens), layout, u64(order) if order is not None else NULL,
+                            pos, n_order, block_size, restart_interval, limit,
+                            prev_key if prev_key is not None else NULL,
+                            len(prev_key) if prev_key is not None else 0,
+                            1 if prev_key is not None else 0, *gargs,
+                            out, cap, u64(blocks), last, u64(hashes), info)
+        if rc < 0:
+            if rc == _twins.ERR_INVALID:
+                i = int(info[9])
+                g = order[i] if order is not None else i
+                raise _twins.InvalidArgumentError(
+                    f"table_blocks: entry index {g} at position {i} is out of range")
+            raise _error(rc, int(info[9]))
+        if gps is not None:
+            gps.state = list(state)
+        nb = int(info[1])
+        ends = blocks[0:3 * nb:3].tolist()
+        positions = blocks[1:3 * nb:3].tolist()
+        lkbuf = ffi.unpack(last, int(info[11]))
+        lk: list[bytes] = []
+        o = 0
+        for ln in blocks[2:3 * nb:3]:
+            lk.append(lkbuf[o:o + ln])
+            o += ln
+        del hashes[int(info[2]):]
+        taken = int(info[0]) - pos
+        first = b""
+        if taken:
+            g = order[pos] if order is not None else pos
+            if layout == 0:
+                o = sum(klens[:g]) if g else 0
+                first = kbuf[o:o + klens[g]]
+            else:
+                o = sum(klens[:g]) if g else 0
+                v = sum(vlens[:g]) if g else 0
+                first = kbuf[o:o + klens[g]] + vbuf[v:v + 8]
+        return TableChunk(ffi.unpack(out, int(info[10])), ends, positions, lk, hashes,
+                          (int(info[0]), int(info[8]), int(info[3]), int(info[4]),
+                           int(info[5]), int(info[6]), int(info[7])), first, taken)
+
+    def bloom_build_hashes(hashes: Any, bits_per_key: int) -> bytes:
+        if not isinstance(hashes, array) or hashes.typecode != "Q":
+            raise _twins.ArgumentTypeError("hashes must be an array('Q')")
+        check_int(bits_per_key, "bits_per_key", 1, _MAX_BPK)
+        nbytes = max((len(hashes) * bits_per_key + 7) // 8, 8)
+        out = alloc("char[]", nbytes + 1)
+        c_bloom_hashes(u64(hashes), len(hashes), bits_per_key, out)
+        return ffi.unpack(out, nbytes + 1)
+
+    def merge_indices(packed: Any, run_starts: Any, read_seq: int, snapshots: Sequence[int] = (),
+                      mode: int = MERGE_READ, bottom: bool = False) -> Any:
+        kbuf, klens, vbuf, vlens = check_packed(packed)
+        if not isinstance(run_starts, array) or run_starts.typecode != "Q" or not run_starts:
+            raise _twins.ArgumentTypeError("run_starts must be a non-empty array('Q')")
+        if run_starts[0] != 0 or run_starts[-1] != len(klens) or any(
+                a > b for a, b in zip(run_starts, run_starts[1:])):
+            raise _twins.InvalidArgumentError(
+                "run_starts must ascend from 0 to the number of entries")
+        snaps = snapshots
+        if not _merge_scalars_ok(read_seq, snaps, mode, bottom):
+            # the twin's validator raises the reference error (on the
+            # caller's object: a str or set must be rejected, not listed)
+            _, snaps = check_merge_args([], read_seq, snapshots, mode, bottom)
+        total = len(klens)
+        if total == 0:
+            return array("Q")
+        out = array("Q", bytes(8 * total))
+        err = alloc("size_t[2]")
+        rc = c_merge(len(run_starts) - 1, u64(run_starts), kbuf, len(kbuf), u64(klens),
+                     vbuf, len(vbuf), u64(vlens), read_seq, u64(array("Q", snaps or [0])),
+                     len(snaps), mode, 1 if bottom else 0, u64(out), err)
+        if rc < 0:
+            raise _error(rc, err[1], err[0])
+        del out[rc:]
+        return out
+
+    ns.blocks_unpack = blocks_unpack
+    ns.sort_entries = sort_entries
+    ns.table_blocks = table_blocks
+    ns.bloom_build_hashes = bloom_build_hashes
+    ns.merge_indices = merge_indices
+    return ns
+
+
+def _merge_scalars_ok(read_seq: Any, snaps: Any, mode: Any, bottom: Any) -> bool:
+    """merge_indices' scalar arguments have the common valid shape."""
+    if type(snaps) not in _SEQS:
+        return False
+    if type(read_seq) is not int or not 0 <= read_seq <= MAX_SEQUENCE:
+        return False
+    if type(mode) is not int or mode not in (0, 1) or type(bottom) is not bool:
+        return False
+    if snaps and ({*map(type, snaps)} != _INTS or snaps[0] < 0 or snaps[-1] > MAX_SEQUENCE
+                  or any(a > b for a, b in zip(snaps, snaps[1:]))):
+        return False
+    return True
+
+
 def c_api() -> Optional[SimpleNamespace]:
     """The C-backed functions (ignoring ``LSM_PURE``), or None when the
     extension ``lsm._lsm_c`` is not built.  Loaded once."""
@@ -558,7 +746,7 @@ def c_api() -> Optional[SimpleNamespace]:
     if not _c_tried:
         _c_tried = True
         try:
-            _c_namespace = _make_c_api(importlib.import_module("lsm._lsm_c"))
+            _c_namespace = _add_write_api(_make_c_api(importlib.import_module("lsm._lsm_c")))
         except ImportError as exc:
             _c_import_error = exc
     return _c_namespace
@@ -599,3 +787,11 @@ log_encode_record = _impl.log_encode_record
 batch_encode_single = _impl.batch_encode_single
 batch_encode = _impl.batch_encode
 user_keys = _impl.user_keys
+
+
+blocks_unpack = _impl.blocks_unpack
+sort_entries = _impl.sort_entries
+table_blocks = _impl.table_blocks
+bloom_build_hashes = _impl.bloom_build_hashes
+merge_indices = _impl.merge_indices
+

@@ -842,6 +842,16 @@ def merge(runs: Sequence[tuple[Sequence[bytes], Sequence[bytes]]], read_seq: int
     O(N log N) for N entries (Timsort merges presorted runs in ~N log k),
     plus O(active range tombstones) per user key.
     """
+    runs, chosen = _merge_chosen(runs, read_seq, snapshots, mode, bottom)
+    out_keys = [runs[r][0][i] for r, i in chosen]
+    out_values = [runs[r][1][i] for r, i in chosen]
+    return out_keys, out_values
+
+
+def _merge_chosen(runs: Any, read_seq: int, snapshots: Sequence[int], mode: int,
+                  bottom: bool) -> tuple[Any, list[tuple[int, int]]]:
+    """``merge``'s work: the checked runs and the chosen ``(run, index)``
+    pairs in merged order."""
     runs, snaps = check_merge_args(runs, read_seq, snapshots, mode, bottom)
     entries: list[tuple[bytes, int, int, int]] = []
     add = entries.append
@@ -950,9 +960,7 @@ def merge(runs: Sequence[tuple[Sequence[bytes], Sequence[bytes]]], read_seq: int
             if keep[gi]:
                 take((e[2], e[3]))
         j = k
-    out_keys = [runs[r][0][i] for r, i in chosen]
-    out_values = [runs[r][1][i] for r, i in chosen]
-    return out_keys, out_values
+    return runs, chosen
 
 
 # --------------------------------------------------------------------------
@@ -1034,3 +1042,382 @@ def batch_encode(sequence: int, items: Sequence[tuple[int, bytes, bytes]]) -> by
             add(_encode_small(len(value)))
             add(value)
     return b"".join(parts)
+
+
+# --------------------------------------------------------------------------
+# Write path (native/table.c): flush and compaction over packed runs.
+#
+# A *packed run* is ``(keys, key_lens, values, value_lens)``: the keys and
+# the values each concatenated into one ``bytes``, their lengths in
+# ``array('Q')``s.  Passing runs this way costs no Python object per entry.
+
+from array import array as _array  # noqa: E402
+from itertools import accumulate as _accumulate  # noqa: E402
+
+Packed = tuple  # (bytes, array('Q'), bytes, array('Q'))
+
+
+def pack(keys: Sequence[bytes], values: Sequence[bytes]) -> Packed:
+    """The packed run of ``keys`` / ``values`` (lists of bytes, same length).
+    O(total bytes) in C-level builtins."""
+    if len(keys) != len(values):
+        raise InvalidArgumentError(f"keys and values differ in length ({len(keys)} != "
+                                   f"{len(values)})")
+    return (b"".join(keys), _array("Q", map(len, keys)),
+            b"".join(values), _array("Q", map(len, values)))
+
+
+def unpack_items(buf: bytes, lens: Sequence[int]) -> list[bytes]:
+    """Split ``buf`` into the items of lengths ``lens``.  O(len(buf))."""
+    offs = list(_accumulate(lens, initial=0))
+    if offs[-1] > len(buf):
+        raise InvalidArgumentError(TOO_LARGE_MESSAGE)
+    return [buf[a:b] for a, b in zip(offs, offs[1:])]
+
+
+def check_packed(packed: Any, name: str = "packed") -> Packed:
+    """Validate a packed run's shape; return it with bytes buffers."""
+    if not isinstance(packed, tuple) or len(packed) != 4:
+        raise ArgumentTypeError(f"{name} must be a (keys, key_lens, values, value_lens) tuple")
+    kbuf, klens, vbuf, vlens = packed
+    kbuf = check_buffer(kbuf, f"{name} keys")
+    vbuf = check_buffer(vbuf, f"{name} values")
+    for lens, what in ((klens, "key_lens"), (vlens, "value_lens")):
+        if not isinstance(lens, _array) or lens.typecode != "Q":
+            raise ArgumentTypeError(f"{name} {what} must be an array('Q')")
+    if len(klens) != len(vlens):
+        raise InvalidArgumentError(f"{name}: key_lens and value_lens differ in length")
+    return kbuf, klens, vbuf, vlens
+
+
+def unpack_corruption(code: int, block: int, offset: int) -> CorruptionError:
+    """The CorruptionError of ``blocks_unpack`` for block number ``block``
+    (``block_index`` attribute) at ``offset`` inside that block."""
+    exc = CorruptionError(f"data block {block}: {ERRORS[code]}", None, offset)
+    exc.block_index = block  # type: ignore[attr-defined]
+    return exc
+
+
+def check_unpack_args(runs: Any, lo: Any, hi: Any) -> None:
+    if not isinstance(runs, (list, tuple)):
+        raise ArgumentTypeError("runs must be a list of lists of blocks")
+    for r in runs:
+        check_bytes_list(r, "run")
+    for b, what in ((lo, "lo"), (hi, "hi")):
+        if b is not None and not isinstance(b, bytes):
+            raise ArgumentTypeError(f"{what} must be bytes or None, not {type(b).__name__}")
+
+
+def blocks_unpack(runs: Sequence[Sequence[bytes]], lo: Optional[bytes] = None,
+                  hi: Optional[bytes] = None) -> tuple[Packed, Any]:
+    """Decode the data blocks of every run (a run: a list of block contents
+    in order) and keep the entries whose user key ``u`` has ``lo <= u`` (lo
+    not None) and ``u < hi`` (hi not None).  Returns the packed entries of
+    all runs back to back and ``run_starts`` (``array('Q')``, the first
+    entry of each run, then the total): input for ``merge_indices``.
+
+    A block is checked as ``block_decode`` checks it, then for a key shorter
+    than 8 bytes (the first one, at its entry's offset); errors are
+    ``unpack_corruption(code, block number counted over all runs, offset)``.
+    O(total block bytes + kept key bytes).
+    """
+    check_unpack_args(runs, lo, hi)
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    starts = _array("Q")
+    b = 0
+    for run in runs:
+        starts.append(len(keys))
+        for block in run:
+            try:
+                bkeys, bvals = block_decode(block)
+            except CorruptionError as exc:
+                raise _recode(exc, b) from None
+            short = next((i for i, k in enumerate(bkeys) if len(k) < 8), None)
+            if short is not None:
+                p = 0
+                data_end, _ = _parse_trailer(block)
+                for _i in range(short):
+                    _s, _u, _v, q = _entry(block, p, data_end)
+                    p = q + _u + _v
+                raise unpack_corruption(ERR_BLOCK_SHORT_INTERNAL_KEY, b, p)
+            for k, v in zip(bkeys, bvals):
+                u = k[:-8]
+                if (lo is None or u >= lo) and (hi is None or u < hi):
+                    keys.append(k)
+                    values.append(v)
+            b += 1
+    starts.append(len(keys))
+    return pack(keys, values), starts
+
+
+def _recode(exc: CorruptionError, block: int) -> CorruptionError:
+    """``exc`` (a block_decode error) as ``unpack_corruption`` for ``block``."""
+    msg = str(exc.args[0])
+    for code, text in sorted(ERRORS.items(), key=lambda ct: -len(ct[1])):
+        if msg.startswith(text):
+            return unpack_corruption(code, block, exc.offset)
+    raise exc
+
+
+def sort_entries(packed: Packed) -> Any:
+    """The internal order of a memtable's entries: ``packed`` holds user keys
+    and entries ``u64le(trailer) || value``; returns ``array('Q')`` of the
+    entry indices sorted by user key ascending, then trailer descending
+    (stable).  An entry shorter than 8 bytes -> ``CorruptionError`` (offset
+    = its index).  O(n log n)."""
+    kbuf, klens, vbuf, vlens = check_packed(packed)
+    keys = unpack_items(kbuf, klens)
+    entries = unpack_items(vbuf, vlens)
+    for i, e in enumerate(entries):
+        if len(e) < 8:
+            raise corruption(ERR_MERGE_SHORT_KEY, i)
+    unpack = _U64.unpack_from
+    trailers = [unpack(e, 0)[0] for e in entries]
+    return _array("Q", sorted(range(len(keys)), key=lambda i: (keys[i], -trailers[i])))
+
+
+class TableChunk:
+    """What ``table_blocks`` produced: ``data`` (block contents back to
+    back), ``block_ends`` / ``last_positions`` / ``last_keys`` (per block:
+    end offset in data, order position and internal key of its last entry),
+    ``hashes`` (``array('Q')``, XXH64 of each new user key), ``next_pos``,
+    ``stop`` (0 all taken, 1 byte limit, 2 grandparent cut) and the
+    statistics of the entries taken."""
+
+    __slots__ = ("data", "block_ends", "last_positions", "last_keys", "hashes", "next_pos",
+                 "stop", "key_bytes", "value_bytes", "tombstones", "min_seq", "max_seq",
+                 "first_key", "entries")
+
+    def __init__(self, data: bytes, block_ends: list[int], last_positions: list[int],
+                 last_keys: list[bytes], hashes: Any, info: Sequence[int],
+                 first_key: bytes, entries: int) -> None:
+        self.first_key = first_key      # internal key of the first entry taken (b"": none)
+        self.entries = entries          # entries taken
+        self.data = data
+        self.block_ends = block_ends
+        self.last_positions = last_positions
+        self.last_keys = last_keys
+        self.hashes = hashes
+        (self.next_pos, self.stop, self.key_bytes, self.value_bytes, self.tombstones,
+         self.min_seq, self.max_seq) = info
+
+    def astuple(self) -> tuple:
+        return (self.data, list(self.block_ends), list(self.last_positions),
+                list(self.last_keys), list(self.hashes), self.next_pos, self.stop,
+                self.key_bytes, self.value_bytes, self.tombstones, self.min_seq, self.max_seq,
+                self.first_key, self.entries)
+
+
+class Grandparents:
+    """The grandparent files of a compaction for ``table_blocks``' cut rule:
+    their largest user keys (packed) and sizes, the byte limit, and the
+    mutable state ``[index, bytes, seen]`` carried from call to call."""
+
+    __slots__ = ("keys", "key_lens", "sizes", "limit", "state")
+
+    def __init__(self, user_keys: Sequence[bytes], sizes: Sequence[int], limit: int) -> None:
+        if len(user_keys) != len(sizes):
+            raise InvalidArgumentError("grandparent keys and sizes differ in length")
+        check_bytes_list(list(user_keys), "grandparent keys")
+        self.keys = b"".join(user_keys)
+        self.key_lens = _array("Q", map(len, user_keys))
+        self.sizes = _array("Q", sizes)
+        self.limit = check_int(limit, "limit", 0, _M64)
+        self.state = [0, 0, 0]
+
+
+def check_table_blocks_args(packed: Any, layout: Any, order: Any, pos: Any, n_order: Any,
+                            block_size: Any, restart_interval: Any, limit: Any,
+                            prev_key: Any, gps: Any) -> Packed:
+    packed = check_packed(packed)
+    check_int(layout, "layout", 0, 1)
+    if order is not None and (not isinstance(order, _array) or order.typecode != "Q"):
+        raise ArgumentTypeError("order must be an array('Q') or None")
+    check_int(n_order, "n_order", 0, len(order) if order is not None else _M64)
+    check_int(pos, "pos", 0, n_order)
+    check_int(block_size, "block_size", 1, 0xFFFFFFFF)
+    check_int(restart_interval, "restart_interval", 1, MAX_RESTART_INTERVAL)
+    check_int(limit, "limit", 0, _M64)
+    if prev_key is not None:
+        if not isinstance(prev_key, bytes):
+            raise ArgumentTypeError("prev_key must be bytes or None")
+        if len(prev_key) < 8:
+            raise InvalidArgumentError("prev_key must be an internal key (>= 8 bytes)")
+    if gps is not None and not isinstance(gps, Grandparents):
+        raise ArgumentTypeError("gps must be a Grandparents or None")
+    return packed
+
+
+def table_blocks(packed: Packed, layout: int, order: Any, pos: int, n_order: int,
+                 block_size: int, restart_interval: int, limit: int,
+                 prev_key: Optional[bytes], gps: Optional[Grandparents]) -> TableChunk:
+    """Encode entries into data blocks as ``TableBuilder.add`` cuts them.
+
+    Entry g is key g / value g of ``packed`` (layout 0: internal key and
+    value; layout 1: user key and ``u64le(trailer) || value``), taken in the
+    order ``order[pos:n_order]`` (``order`` None: ``range(pos, n_order)``).
+    Block cut: an estimate starting at 8 grows by key + value length + 3 +
+    4 // restart_interval per entry; the block closes after the entry that
+    brings it to ``block_size``, and when the call ends.  ``prev_key``: the
+    internal key the table already ends with.  Before an entry that starts
+    a new user key: the grandparent rule (``gps``; its state is updated)
+    stops the call (stop 2) when the table is not empty; then the call stops
+    (stop 1) if the entries it took hold ``>= limit`` key + value bytes.
+
+    Errors, checked per entry in this order (CorruptionError, offset = order
+    position): an index >= the number of entries (InvalidArgumentError), an
+    entry shorter than 8 bytes, a key or value of 2**32 bytes or more
+    (InvalidArgumentError), a kind > 1, an entry not strictly after the
+    previous one in internal order.  O(bytes taken).
+    """
+    kbuf, klens, vbuf, vlens = check_table_blocks_args(
+        packed, layout, order, pos, n_order, block_size, restart_interval, limit, prev_key, gps)
+    keys = unpack_items(kbuf, klens)
+    values = unpack_items(vbuf, vlens)
+    if gps is not None:
+        gkeys = unpack_items(gps.keys, gps.key_lens)
+        gp_index, gp_bytes, gp_seen = gps.state
+    else:
+        gkeys = []
+        gp_index = gp_bytes = gp_seen = 0
+    n = len(keys)
+    per_entry = 3 + 4 // restart_interval
+    started = prev_key is not None
+    prev_uk = prev_key[:-8] if prev_key is not None else None
+    prev_t = _U64.unpack_from(prev_key, len(prev_key) - 8)[0] if prev_key is not None else 0
+    blocks_out: list[bytes] = []
+    data_len = 0
+    block_ends: list[int] = []
+    last_positions: list[int] = []
+    last_keys: list[bytes] = []
+    hashes = _array("Q")
+    bk: list[bytes] = []
+    bv: list[bytes] = []
+    estimate = 8
+    taken = kbytes = vbytes = tombs = 0
+    min_seq, max_seq = _M64, 0
+    stop = 0
+    i = pos
+    first_key = b""
+
+    def close_block(last_pos: int) -> None:
+        nonlocal data_len, estimate
+        blk = block_encode(bk, bv, restart_interval)
+        blocks_out.append(blk)
+        data_len += len(blk)
+        block_ends.append(data_len)
+        last_positions.append(last_pos)
+        last_keys.append(bk[-1])
+        bk.clear()
+        bv.clear()
+        estimate = 8
+
+    while i < n_order:
+        g = order[i] if order is not None else i
+        if g >= n:
+            raise InvalidArgumentError(f"table_blocks: entry index {g} at position {i} "
+                                       f"is out of range")
+        if layout == 0:
+            ikey, value = keys[g], values[g]
+            if len(ikey) < 8:
+                raise corruption(ERR_MERGE_SHORT_KEY, i)
+        else:
+            entry = values[g]
+            if len(entry) < 8:
+                raise corruption(ERR_MERGE_SHORT_KEY, i)
+            ikey, value = keys[g] + entry[:8], entry[8:]
+        uk = ikey[:-8]
+        t = _U64.unpack_from(ikey, len(ikey) - 8)[0]
+        if (t & 0xFF) > 1:
+            raise corruption(ERR_MERGE_BAD_KIND, i)
+        if len(ikey) > 0xFFFFFFFF or len(value) > 0xFFFFFFFF:
+            raise InvalidArgumentError(TOO_LARGE_MESSAGE)
+        new_user = True
+        if prev_uk is not None:
+            if uk < prev_uk or (uk == prev_uk and t >= prev_t):
+                raise corruption(ERR_MERGE_UNSORTED, i)
+            new_user = uk != prev_uk
+        if new_user:
+            cut = False
+            if gkeys:
+                while gp_index < len(gkeys) and gkeys[gp_index] < uk:
+                    if gp_seen:
+                        gp_bytes += gps.sizes[gp_index]  # type: ignore[union-attr]
+                    gp_index += 1
+                gp_seen = 1
+                if gp_bytes > gps.limit:  # type: ignore[union-attr]
+                    gp_bytes = 0
+                    cut = True
+            if cut and started:
+                stop = 2
+                break
+            if taken and kbytes + vbytes >= limit:
+                stop = 1
+                break
+            hashes.append(_xxh64(uk, 0))
+        if not taken:
+            first_key = ikey
+        bk.append(ikey)
+        bv.append(value)
+        prev_uk, prev_t = uk, t
+        started = True
+        kbytes += len(ikey)
+        vbytes += len(value)
+        if not t & 1:
+            tombs += 1
+        seq = t >> 8
+        min_seq = min(min_seq, seq)
+        max_seq = max(max_seq, seq)
+        taken += 1
+        estimate += len(ikey) + len(value) + per_entry
+        if estimate >= block_size:
+            close_block(i)
+        i += 1
+    if bk:
+        close_block(pos + taken - 1)
+    if gps is not None:
+        gps.state = [gp_index, gp_bytes, gp_seen]
+    return TableChunk(b"".join(blocks_out), block_ends, last_positions, last_keys, hashes,
+                      (pos + taken, stop, kbytes, vbytes, tombs, min_seq, max_seq),
+                      first_key, taken)
+
+
+def bloom_build_hashes(hashes: Any, bits_per_key: int) -> bytes:
+    """The bloom filter (``bloom_build``'s format) of the keys whose XXH64
+    hashes are ``hashes`` (``array('Q')``).  O(len(hashes) * k)."""
+    if not isinstance(hashes, _array) or hashes.typecode != "Q":
+        raise ArgumentTypeError("hashes must be an array('Q')")
+    check_int(bits_per_key, "bits_per_key", 1, 1000)
+    nbytes, k = bloom_size(len(hashes), bits_per_key)
+    nbits = nbytes * 8
+    bits = bytearray(nbytes + 1)
+    M = _M64
+    rk = range(k)
+    for h in hashes:
+        delta = (h >> 17) | ((h << 47) & M)
+        for _ in rk:
+            p = h % nbits
+            bits[p >> 3] |= 1 << (p & 7)
+            h = (h + delta) & M
+    bits[nbytes] = k
+    return bytes(bits)
+
+
+def merge_indices(packed: Packed, run_starts: Any, read_seq: int, snapshots: Sequence[int] = (),
+                  mode: int = MERGE_READ, bottom: bool = False) -> Any:
+    """``merge`` over a packed run split into runs at ``run_starts`` (an
+    ``array('Q')``: first entry of each run, then the total); returns the
+    chosen entries' indices into ``packed`` (``array('Q')``), in merged
+    order.  Same semantics and errors as ``merge``.  O(N log k)."""
+    kbuf, klens, vbuf, vlens = check_packed(packed)
+    if not isinstance(run_starts, _array) or run_starts.typecode != "Q" or not run_starts:
+        raise ArgumentTypeError("run_starts must be a non-empty array('Q')")
+    if run_starts[0] != 0 or run_starts[-1] != len(klens) or any(
+            a > b for a, b in zip(run_starts, run_starts[1:])):
+        raise InvalidArgumentError("run_starts must ascend from 0 to the number of entries")
+    keys = unpack_items(kbuf, klens)
+    values = unpack_items(vbuf, vlens)
+    runs = [(keys[a:b], values[a:b]) for a, b in zip(run_starts, run_starts[1:])]
+    _, chosen = _merge_chosen(runs, read_seq, snapshots, mode, bottom)
+    return _array("Q", (run_starts[r] + i for r, i in chosen))

@@ -51,13 +51,13 @@ from __future__ import annotations
 
 import struct
 import time
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from itertools import accumulate
 from operator import add as _add
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from blockdev.errors import ArgumentTypeError, Error, InvalidArgumentError
+from blockdev.errors import ArgumentTypeError, CorruptionError, Error, InvalidArgumentError
 from lsm import _native
 from lsm import filenames as fn
 from lsm.dbformat import KIND_RANGE_TOMBSTONE, internal_sort_key
@@ -69,6 +69,8 @@ __all__ = [
     "build_table", "build_table_sorted", "run_compaction", "level_scores",
 ]
 
+_NO_LIMIT = (1 << 64) - 1      # table_blocks: no byte limit
+WINDOW_BYTES = 1 << 20         # decompressed block bytes held per input run (packed path)
 WINDOW_ENTRIES = 4096          # entries buffered per input run before a merge window
 EXPAND_LIMIT_FILES = 25        # x target_file_size_base: cap on widened inputs
 GRANDPARENT_LIMIT_FILES = 10   # x target_file_size_base: overlap that cuts an output
@@ -487,6 +489,44 @@ def build_table_sorted(fs: Any, number: int, keys: list[bytes], values: list[byt
     return _build_sorted(fs, number, keys, values, tombs, options)
 
 
+def build_table_packed(fs: Any, number: int, packed: tuple, order: Any,
+                       range_tombstones: Iterable[tuple[bytes, bytes, int]], options: Options
+                       ) -> FileMetaData | None:
+    """``build_table`` for a flush: ``packed`` is a memtable's
+    ``packed_entries()`` (user keys and ``trailer || value`` entries),
+    ``order`` their internal order (``_native.sort_entries``).  The data
+    blocks, index keys, filter hashes and statistics come from one native
+    ``table_blocks`` call with the GIL released; Python only compresses and
+    writes the blocks.  The blocks are exactly those ``TableBuilder.add``
+    would cut.  O(entries) native work, O(blocks) Python work.
+    """
+    if not isinstance(options, Options):
+        raise ArgumentTypeError(f"options must be an Options, not {type(options).__name__}")
+    tombs = [(s, e, q) for s, e, q in range_tombstones if s < e]
+    n = len(order)
+    if not n and not tombs:
+        return None
+    name = fn.table_file_name(number)
+    file, builder = _builder(fs, name, options)
+    try:
+        smallest = largest = None
+        if n:
+            chunk = _native.table_blocks(packed, 1, order, 0, n, options.block_size,
+                                         options.block_restart_interval, _NO_LIMIT, None, None)
+            builder.add_chunk(chunk)
+            smallest, largest = chunk.first_key, chunk.last_keys[-1]
+        for s, e, q in tombs:
+            builder.add_range_tombstone(s, e, q)
+        props = builder.finish()
+        file.sync()
+        meta = _meta(number, file, props, tombs, smallest, largest)
+        file.close()
+        return meta
+    except BaseException:
+        _discard(fs, file, name)
+        raise
+
+
 def _build_sorted(fs: Any, number: int, keys: list[bytes], values: list[bytes],
                   tombs: list[tuple[bytes, bytes, int]], options: Options
                   ) -> FileMetaData | None:
@@ -725,6 +765,186 @@ class _Source:
         return taken
 
 
+class _BlockSource:
+    """One input sorted run (the files of a level, in order) held as raw
+    data blocks -- verified and decompressed, never decoded in Python --
+    for the packed compaction path.  ``lasts[i]`` is the last user key of
+    ``blocks[i]`` (from the index), so window bounds need no decoding."""
+
+    def __init__(self, table_cache: Any, files: Sequence[FileMetaData]) -> None:
+        self.table_cache = table_cache
+        self.files = list(files)
+        self.fi = 0
+        self.it: Any = None
+        self.name = ""
+        self.blocks: list[bytes] = []
+        self.lasts: list[bytes] = []
+        self.where: list[tuple[str, int]] = []    # (file, offset) of each held block
+        self.held = 0
+        self.exhausted = False
+
+    def _next(self) -> bool:
+        while True:
+            if self.it is None:
+                if self.fi >= len(self.files):
+                    self.exhausted = True
+                    return False
+                reader = self.table_cache.get(self.files[self.fi].number)
+                self.fi += 1
+                self.name = reader.name
+                self.it = reader.raw_blocks()
+            item = next(self.it, None)
+            if item is None:
+                self.it = None
+                continue
+            contents, last_user, offset = item
+            self.blocks.append(contents)
+            self.lasts.append(last_user)
+            self.where.append((self.name, offset))
+            self.held += len(contents)
+            return True
+
+    def fill(self, budget: int, after: bytes | None) -> None:
+        """Hold at least ``budget`` bytes and, unless exhausted, a block whose
+        last user key is above ``after`` (so every window makes progress)."""
+        while not self.exhausted and (self.held < budget or not self.blocks
+                                      or (after is not None and self.lasts[-1] <= after)):
+            self._next()
+
+    def drop_below(self, bound: bytes) -> None:
+        """Drop the held blocks whose every entry is below ``bound``."""
+        i = bisect_left(self.lasts, bound)
+        if i:
+            self.held -= sum(map(len, self.blocks[:i]))
+            del self.blocks[:i], self.lasts[:i], self.where[:i]
+
+
+class _PackedOutput:
+    """Writes a merged packed window into output tables: ``table_blocks``
+    encodes the blocks (GIL released) and stops at file cuts -- the
+    grandparent rule, or a byte budget derived from the target file size
+    and the compression ratio seen so far; ``TableBuilder.add_chunk``
+    writes them."""
+
+    def __init__(self, fs: Any, options: Options, new_file_number: Callable[[], int],
+                 grandparents: Sequence[FileMetaData]) -> None:
+        self.fs = fs
+        self.options = options
+        self.new_file_number = new_file_number
+        self.gps = None
+        if grandparents:
+            self.gps = _native.Grandparents(
+                [f.largest[:-8] for f in grandparents], [f.size for f in grandparents],
+                GRANDPARENT_LIMIT_FILES * options.target_file_size_base)
+        self.target = options.target_file_size_base
+        self.metas: list[FileMetaData] = []
+        self.file: Any = None
+        self.builder: Any = None
+        self.name = ""
+        self.number = 0
+        self.smallest: bytes | None = None
+        self.raw = 0          # key + value bytes written, and the file bytes they took
+        self.stored = 0
+
+    def add(self, packed: tuple, order: Any) -> None:
+        """Write the entries ``order`` picks from ``packed`` (internal keys and
+        values, in internal order).  O(entries) native, O(blocks) Python."""
+        n = len(order)
+        pos = 0
+        opts = self.options
+        while pos < n:
+            if self.builder is None:
+                self.number = self.new_file_number()
+                self.name = fn.table_file_name(self.number)
+                self.file, self.builder = _builder(self.fs, self.name, opts)
+                self.smallest = None
+            builder = self.builder
+            ratio = self.raw / self.stored if self.stored else 1.0
+            budget = int((self.target - builder.estimated_size) * max(ratio, 1.0))
+            before = builder.file_size
+            chunk = _native.table_blocks(packed, 0, order, pos, n, opts.block_size,
+                                         opts.block_restart_interval,
+                                         max(budget, opts.block_size), builder.last_key,
+                                         self.gps)
+            builder.add_chunk(chunk)
+            if self.smallest is None and chunk.entries:
+                self.smallest = chunk.first_key
+            self.raw += chunk.key_bytes + chunk.value_bytes
+            self.stored += builder.file_size - before
+            pos = chunk.next_pos
+            if chunk.stop == 2 or (chunk.stop == 1 and builder.estimated_size >= self.target):
+                self.finish()
+
+    def finish(self) -> None:
+        """Finish the current output (if any entry went in)."""
+        builder = self.builder
+        if builder is None:
+            return
+        if builder.num_entries == 0:
+            _discard(self.fs, self.file, self.name)
+            self.file = self.builder = None
+            return
+        largest = builder.last_key
+        props = builder.finish()
+        self.file.sync()
+        meta = _meta(self.number, self.file, props, [], self.smallest, largest)
+        self.file.close()
+        self.metas.append(meta)
+        self.file = self.builder = None
+
+    def abandon(self) -> None:
+        """Delete every output written so far (the compaction failed)."""
+        if self.file is not None:
+            _discard(self.fs, self.file, self.name)
+            self.file = self.builder = None
+        for meta in self.metas:
+            try:
+                self.fs.delete(fn.table_file_name(meta.number))
+            except Error:
+                pass
+
+
+def _run_packed(c: "Compaction", sources: list[_BlockSource], out: _PackedOutput,
+                snaps: list[int], stats: "CompactionStats") -> None:
+    """The compaction merge without range tombstones, over packed windows:
+    each window takes every held entry with user key in ``[lo, bound)``,
+    where ``bound`` is the smallest last user key held by a run that still
+    has blocks to read, so no user key is split across windows.  Per window
+    three native calls (unpack, merge, encode) do the per-entry work.
+    Memory: O(WINDOW_BYTES x input runs)."""
+    lo: bytes | None = None
+    while True:
+        for s in sources:
+            s.fill(WINDOW_BYTES, lo)
+        bound: bytes | None = None
+        for s in sources:
+            if not s.exhausted and (bound is None or s.lasts[-1] < bound):
+                bound = s.lasts[-1]
+        held = [s for s in sources if s.blocks]
+        if held:
+            try:
+                packed, starts = _native.blocks_unpack([s.blocks for s in held], lo, bound)
+            except CorruptionError as exc:
+                b = getattr(exc, "block_index", None)
+                where = [w for s in held for w in s.where]
+                if b is None or b >= len(where):
+                    raise
+                raise CorruptionError(f"sstable: bad data block ({exc.args[0]})",
+                                      where[b][0], where[b][1]) from None
+            if len(packed[1]):
+                order = _native.merge_indices(packed, starts, 0, snaps, _native.MERGE_COMPACT,
+                                              c.bottom)
+                out.add(packed, order)
+                stats.entries_read += len(packed[1])
+                stats.entries_written += len(order)
+        if bound is None:
+            break
+        for s in sources:
+            s.drop_below(bound)
+        lo = bound
+    out.finish()
+
+
 def run_compaction(c: Compaction, *, fs: Any, table_cache: Any, options: Options,
                    new_file_number: Callable[[], int], snapshots: Sequence[int],
                    ) -> tuple[VersionEdit, CompactionStats]:
@@ -760,10 +980,22 @@ def run_compaction(c: Compaction, *, fs: Any, table_cache: Any, options: Options
         stats.seconds = time.monotonic() - t0
         return edit, stats
 
-    sources = [_Source(table_cache, files) for _, files in c.input_runs()]
     tombs: list[tuple[bytes, bytes, int]] = []
     for _, f in inputs:
         tombs.extend(table_cache.get(f.number).range_tombstones)
+    if not tombs:
+        # the common case: no range tombstones, so the merge is the plain
+        # k-way merge over packed windows (no Python object per entry)
+        pout = _PackedOutput(fs, options, new_file_number, c.grandparents)
+        try:
+            _run_packed(c, [_BlockSource(table_cache, files) for _, files in c.input_runs()],
+                        pout, snaps, stats)
+        except BaseException:
+            pout.abandon()
+            raise
+        return _finish_stats(c, stats, inputs, pout.metas, 0, pointers, moved_deleted,
+                             moved_added, t0)
+    sources = [_Source(table_cache, files) for _, files in c.input_runs()]
     tomb_entries = sorted(((s + _PACK((q << 8) | KIND_RANGE_TOMBSTONE), e) for s, e, q in tombs),
                           key=lambda kv: internal_sort_key(kv[0]))
     out = _Output(fs, options, new_file_number, c.grandparents)
@@ -820,14 +1052,23 @@ def run_compaction(c: Compaction, *, fs: Any, table_cache: Any, options: Options
         out.abandon()
         raise
     stats.entries_read = sum(s.entries for s in sources)
+    return _finish_stats(c, stats, inputs, out.metas, out.tombs_written, pointers,
+                         moved_deleted, moved_added, t0)
+
+
+def _finish_stats(c: Compaction, stats: CompactionStats, inputs: Sequence[tuple[int, Any]],
+                  metas: list[FileMetaData], tombs_written: int, pointers: tuple,
+                  moved_deleted: tuple, moved_added: tuple, t0: float
+                  ) -> tuple[VersionEdit, CompactionStats]:
+    """The edit and the remaining statistics of a finished compaction."""
     stats.bytes_read = sum(f.size for _, f in inputs)
-    stats.bytes_written = sum(m.size for m in out.metas)
+    stats.bytes_written = sum(m.size for m in metas)
     stats.input_files = len(inputs)
-    stats.output_files = len(out.metas)
-    stats.range_tombstones_written = out.tombs_written
+    stats.output_files = len(metas)
+    stats.range_tombstones_written = tombs_written
     stats.seconds = time.monotonic() - t0
     edit = VersionEdit(
         compact_pointers=pointers,
         deleted_files=tuple((lv, f.number) for lv, f in inputs) + moved_deleted,
-        new_files=tuple((c.output_level, m) for m in out.metas) + moved_added)
+        new_files=tuple((c.output_level, m) for m in metas) + moved_added)
     return edit, stats

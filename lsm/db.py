@@ -80,7 +80,7 @@ from blockdev.errors import (
     UnsupportedFormatError,
 )
 from blockdev.fs import FileSystem, PosixFS
-from lsm import filenames
+from lsm import _native, filenames
 from lsm.batch import WriteBatch, check_bytes
 from lsm.cache import BlockCache, TableCache
 from lsm.dbformat import (
@@ -512,12 +512,15 @@ class DB(_DictProtocol):
 
     def _write_level0(self, mem: MemTable) -> Any:
         """Write ``mem`` to a new table (kind-2 entries go to the tombstone block)."""
-        from lsm.compaction import build_table_sorted
+        from lsm.compaction import build_table_packed
         mem.freeze()
-        keys, values = mem.point_run()     # point entries; tombstones go separately
+        # point entries packed, sorted and encoded natively (GIL released);
+        # range tombstones go to their own block
+        packed = mem.packed_entries()
+        order = _native.sort_entries(packed)
         number = self._alloc_output()
         try:
-            meta = build_table_sorted(self._fs, number, keys, values, mem.range_tombstones(),
+            meta = build_table_packed(self._fs, number, packed, order, mem.range_tombstones(),
                                       self._options)
         except BaseException:
             with self._mutex:

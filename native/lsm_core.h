@@ -198,6 +198,81 @@ int lsm_block_get(const char *block, size_t len, const char *user_key, size_t uk
  * than 8 bytes. */
 int64_t lsm_user_keys_format(const uint64_t *key_lens, size_t n, char *fmt, size_t *err);
 
+/* ---- write path (table.c): flush and compaction without per-entry Python.
+ * Reference semantics, validation order and error offsets: the twins
+ * blocks_unpack, sort_entries, table_blocks, bloom_build_hashes in
+ * lsm/_twins.py. */
+
+/* Decode nblocks data blocks of internal keys (block b is the next
+ * block_lens[b] bytes of blocks; runs of run_nblocks[r] consecutive blocks)
+ * and keep the entries whose user key u has lo <= u (bounds bit 0) and
+ * u < hi (bounds bit 1), in order.  Each block is checked as
+ * lsm_block_decode checks it, and every key must be at least 8 bytes
+ * (LSM_ERR_BLOCK_SHORT_INTERNAL_KEY at the entry).  With keys_out NULL it
+ * only measures: info[0] entries kept, info[1] key bytes, info[2] value
+ * bytes.  Otherwise info[0..2] are, on input, the capacities of the
+ * outputs; it writes the kept keys and values back to back with their
+ * lengths, and run_starts_out[0..nruns] (the first kept entry of each run,
+ * then the total).  Errors: LSM_ERR_TOO_LARGE (lengths do not fit the
+ * buffers or the capacities), block codes with info[3] = block index and
+ * info[4] = offset in that block, LSM_ERR_NO_MEMORY. */
+int lsm_blocks_unpack(const char *blocks, size_t blocks_len, const uint64_t *block_lens,
+                      size_t nblocks, size_t nruns, const uint64_t *run_nblocks,
+                      const char *lo, size_t lo_len, const char *hi, size_t hi_len, int bounds,
+                      char *keys_out, uint64_t *key_lens_out, char *values_out,
+                      uint64_t *value_lens_out, uint64_t *run_starts_out, uint64_t *info);
+
+/* Internal order of a memtable's n entries: key i is a user key, entry i is
+ * u64le(trailer) || value.  Writes to order[0..n) the indices sorted by user
+ * key ascending, then trailer descending; stable.  Returns 0,
+ * LSM_ERR_TOO_LARGE (lengths do not fit the buffers), LSM_ERR_MERGE_SHORT_KEY
+ * (*err = index of the first entry shorter than 8 bytes), LSM_ERR_NO_MEMORY. */
+int lsm_sort_entries(const char *keys, size_t keys_len, const uint64_t *key_lens,
+                     const char *entries, size_t entries_len, const uint64_t *entry_lens,
+                     size_t n, uint64_t *order, size_t *err);
+
+/* Encode entries into data blocks exactly as TableBuilder.add cuts them (a
+ * size estimate starting at 8, growing by key + value length + 3 +
+ * 4 / restart_interval per entry; the block closes after the entry that
+ * brings it to block_size), and close the last block when the call ends.
+ * Entry g is key g / value g (layout 0: an internal key and its value;
+ * layout 1: a user key and u64le(trailer) || value); the entries are taken
+ * in the order order[pos], order[pos+1], ..., order[n_order-1] (order NULL:
+ * g = pos, pos+1, ...).  has_prev: prev_key is the internal key the table
+ * already ends with (order check, shared user key).
+ * Before each entry that starts a new user key: the grandparent rule of
+ * compaction.py (_Output._past_grandparents, state gp_state[0..2] = index,
+ * bytes, seen, updated) stops the call (info[8] = 2) if the table is not
+ * empty; then, if this call took entries whose key + value bytes reach
+ * limit, it stops (info[8] = 1).  info[8] = 0: every entry was taken.
+ * Outputs: out (room keys_len + values_len + 32 * (n_order - pos) + 16) the
+ * block contents back to back; blocks[3b] the end offset of block b in
+ * out, blocks[3b+1] the order position of its last entry, blocks[3b+2]
+ * the length of that entry's internal key, which is appended to last_keys
+ * (room keys_len + 8 * (n_order - pos)); hashes the XXH64 of each new user
+ * key (room n_order - pos); info[0] the next position,
+ * [1] blocks, [2] hashes, [3] key bytes, [4] value bytes, [5] point
+ * tombstones, [6] / [7] smallest / largest sequence (2**64-1 / 0 when
+ * none), [10] bytes written to out, [11] to last_keys.  Errors (info[9] = order position):
+ * LSM_ERR_INVALID (bad layout, restart interval, pos, prev_key shorter than
+ * 8, or an index >= n_entries), LSM_ERR_TOO_LARGE (lengths do not fit the
+ * buffers, a small cap, a key or value of 2**32 bytes or more),
+ * LSM_ERR_MERGE_SHORT_KEY, LSM_ERR_MERGE_BAD_KIND (kind > 1),
+ * LSM_ERR_MERGE_UNSORTED (not strictly increasing in internal order). */
+int lsm_table_blocks(const char *keys, size_t keys_len, const uint64_t *key_lens,
+                     const char *values, size_t values_len, const uint64_t *value_lens,
+                     size_t n_entries, int layout, const uint64_t *order, size_t pos,
+                     size_t n_order, uint32_t block_size, uint32_t restart_interval,
+                     uint64_t limit, const char *prev_key, size_t prev_len, int has_prev,
+                     const char *gp_keys, size_t gp_len, const uint64_t *gp_key_lens,
+                     const uint64_t *gp_sizes, size_t n_gp, uint64_t gp_limit,
+                     uint64_t *gp_state, char *out, size_t cap, uint64_t *blocks,
+                     char *last_keys, uint64_t *hashes, uint64_t *info);
+
+/* The bloom filter (bloom.c's format) of n keys given by their XXH64
+ * hashes, into out (lsm_bloom_nbytes(n, bpk) + 1 bytes).  Returns 0. */
+int lsm_bloom_build_hashes(const uint64_t *hashes, size_t n, uint32_t bits_per_key, char *out);
+
 /* CDEF END */
 
 #endif

@@ -17,7 +17,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FUNCTIONS = ["checksum", "encode_varint", "decode_varint32", "decode_varint64", "block_encode",
              "block_decode", "block_seek", "block_get", "bloom_build", "bloom_may_contain",
              "merge", "log_encode_record", "batch_encode_single", "batch_encode",
-             "user_keys"]
+             "user_keys",
+             "blocks_unpack", "sort_entries", "table_blocks", "bloom_build_hashes",
+             "merge_indices"]
 CONSTANTS = ["CMP_BYTEWISE", "CMP_INTERNAL", "MERGE_READ", "MERGE_COMPACT"]
 
 # Hides lsm._lsm_c, as on a machine where it could not be compiled.

@@ -276,6 +276,61 @@ class TableBuilder:
                 prev_uk, prev_t = uk, t
         return uks, trailers, kinds, strict
 
+    def add_chunk(self, chunk: N.TableChunk) -> None:
+        """Append the data blocks of ``chunk`` (``lsm._native.table_blocks``:
+        entries already encoded, GIL released) as if each of its entries had
+        been added with ``add``: index entries, filter keys (by hash) and
+        statistics follow.  A pending block of ``add`` calls is closed first.
+        O(blocks) Python work (plus compression).
+
+        Requires: ``chunk`` made by ``table_blocks`` with ``prev_key`` = this
+        table's last internal key (None for an empty table), so its entries
+        continue the table in strictly increasing internal order.
+        """
+        if self._finished:
+            raise ClosedError(f"table builder {self.name!r} already finished")
+        if not chunk.entries:
+            return
+        if len(self._block):
+            self._flush_block()
+        if not self._flushed_entries:
+            self._smallest_key = chunk.first_key
+        data = chunk.data
+        compress = self._compress
+        emit = self._emit
+        ikeys, ivals = self._index_keys, self._index_vals
+        start = 0
+        added = 0
+        for end, last in zip(chunk.block_ends, chunk.last_keys):
+            off, size = emit(data[start:end], compress)
+            handle = encode_handle(off, size)
+            ikeys.append(last)
+            ivals.append(handle)
+            added += len(last) + len(handle)
+            start = end
+        self._index_bytes += added + (ENTRY_OVERHEAD + 4) * len(chunk.block_ends)
+        last = chunk.last_keys[-1]
+        self._largest_key = last
+        self._flushed_entries += chunk.entries
+        self._raw_key_size += chunk.key_bytes
+        self._raw_value_size += chunk.value_bytes
+        self._num_tombstones += chunk.tombstones
+        if chunk.min_seq < self._smallest_seq:
+            self._smallest_seq = chunk.min_seq
+        if chunk.max_seq > self._largest_seq:
+            self._largest_seq = chunk.max_seq
+        self._last_uk = last[:-8]
+        self._last_trailer = _unpack_trailer(last, len(last) - 8)[0]
+        if self._filter is not None:
+            self._filter.add_hashes(chunk.hashes, self._last_uk)
+
+    @property
+    def last_key(self) -> bytes | None:
+        """The internal key the table ends with so far (None when empty)."""
+        if len(self._block):
+            return self._block.keys[-1]
+        return self._largest_key if self._flushed_entries else None
+
     @property
     def num_entries(self) -> int:
         """Point entries added so far."""
@@ -341,7 +396,8 @@ class TableBuilder:
         pending = self._bsize + BLOCK_TRAILER_SIZE if len(self._block) else 0
         filt = 0
         if self._filter is not None:
-            filt = max(8, (len(self._filter.keys) * self._filter.bits_per_key + 7) // 8) + 6
+            nkeys = len(self._filter.keys) + len(self._filter.hashes)
+            filt = max(8, (nkeys * self._filter.bits_per_key + 7) // 8) + 6
         rt = sum(len(s) + len(e) + 16 for s, e, _ in self._range_tombstones)
         return (self._offset - self._base + pending + self._index_bytes + filt + rt
                 + 400 + FOOTER_SIZE)

@@ -14,6 +14,8 @@ block, so a damaged filter is reported as corruption when the table opens.
 
 from __future__ import annotations
 
+from array import array
+
 from blockdev.errors import ArgumentTypeError, InvalidArgumentError
 from lsm import _native as N
 
@@ -27,7 +29,7 @@ class FilterBuilder:
     Requires: ``bits_per_key >= 1``.
     """
 
-    __slots__ = ("bits_per_key", "keys", "_last")
+    __slots__ = ("bits_per_key", "keys", "hashes", "_last")
 
     def __init__(self, bits_per_key: int) -> None:
         if not isinstance(bits_per_key, int) or isinstance(bits_per_key, bool):
@@ -36,6 +38,9 @@ class FilterBuilder:
             raise InvalidArgumentError(f"bits_per_key must be in 1..1000, got {bits_per_key}")
         self.bits_per_key = bits_per_key
         self.keys: list[bytes] = []
+        # XXH64 of further distinct user keys, from the native block builder
+        # (lsm._native.table_blocks): the filter covers keys and hashes
+        self.hashes = array("Q")
         self._last: bytes | None = None
 
     def add(self, user_key: bytes) -> None:
@@ -43,8 +48,19 @@ class FilterBuilder:
             self.keys.append(user_key)
             self._last = user_key
 
+    def add_hashes(self, hashes: array, last_user_key: bytes) -> None:
+        """Add keys by their XXH64 hashes (distinct, and distinct from the
+        keys added so far); ``last_user_key`` is the last of them.  O(n)."""
+        self.hashes.extend(hashes)
+        self._last = last_user_key
+
     def finish(self) -> bytes:
-        return N.bloom_build(self.keys, self.bits_per_key)
+        """The filter block.  O(n) (one native call)."""
+        if not self.hashes:
+            return N.bloom_build(self.keys, self.bits_per_key)
+        hashes = array("Q", map(N.checksum, self.keys))
+        hashes.extend(self.hashes)
+        return N.bloom_build_hashes(hashes, self.bits_per_key)
 
 
 def filter_may_contain(filter_block: bytes | None, user_key: bytes) -> bool:

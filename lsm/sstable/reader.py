@@ -628,6 +628,39 @@ class TableReader:
         """The index keys: the last internal key of each data block (shared)."""
         return self._index().keys
 
+    def raw_blocks(self, chunk_bytes: int = 1 << 20
+                   ) -> Iterator[tuple[bytes, bytes, int]]:
+        """Every data block in order as ``(contents, last user key, offset)``:
+        verified and decompressed, not decoded, and not put in the block
+        cache (a compaction reads each block once).  The file is read in
+        appends of about ``chunk_bytes``.  O(data size); corrupt blocks raise
+        CorruptionError(file, offset)."""
+        ix = self._index()
+        offs, sizes, uks = ix.offs, ix.sizes, ix.uks
+        n = self._nblocks
+        i = 0
+        while i < n:
+            if self._closed:
+                raise ClosedError(f"table {self.name} is closed")
+            base = offs[i]
+            j = i
+            while j < n and (j == i or offs[j] + sizes[j] + BLOCK_TRAILER_SIZE - base
+                             <= chunk_bytes):
+                j += 1
+            end = offs[j - 1] + sizes[j - 1] + BLOCK_TRAILER_SIZE
+            buf = self._file.read(base, end - base)  # type: ignore[attr-defined]
+            if len(buf) != end - base:
+                raise CorruptionError(f"sstable: data blocks truncated ({len(buf)} of "
+                                      f"{end - base} bytes)", self.name, base)
+            for k in range(i, j):
+                o = offs[k] - base
+                size = sizes[k]
+                yield (unwrap_physical_block(buf[o:o + size + BLOCK_TRAILER_SIZE], size,
+                                             self.name, offs[k], self._verify),
+                       uks[k], offs[k])
+            self.blocks_loaded += j - i
+            i = j
+
     # -- lifecycle ------------------------------------------------------------
     def close(self) -> None:
         """Close the file.  Cached blocks of this table may still serve reads
