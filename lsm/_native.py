@@ -795,3 +795,76 @@ table_blocks = _impl.table_blocks
 bloom_build_hashes = _impl.bloom_build_hashes
 merge_indices = _impl.merge_indices
 
+
+# ===================================================================== read path
+# (reader.py / iterators.py; C: native/read.c).  Kept apart from FUNCTIONS /
+# C_FUNCTIONS (whose lists the selection tests pin): READ_FUNCTIONS are
+# exported here like the others, READ_C_FUNCTIONS are checked the same way
+# (a build lacking one makes c_api() fall back as for a stale build).
+
+READ_FUNCTIONS = ("tables_probe",)
+# the probe blob encoder is plain Python in both implementations
+probe_blob_encode = _twins.probe_blob_encode
+READ_C_FUNCTIONS = ("lsm_tables_probe",)
+__all__ += list(READ_FUNCTIONS)
+
+
+def _make_read_api(api: Any) -> None:
+    """Add the C-backed read-path functions to namespace ``api``.  Raises
+    ImportError for a build lacking one of READ_C_FUNCTIONS."""
+    ffi, lib = api.ffi, api.lib
+    missing = [name for name in READ_C_FUNCTIONS if not hasattr(lib, name)]
+    if missing:
+        raise ImportError(f"lsm._lsm_c is a stale build (no {', '.join(missing)}); "
+                          "rebuild it: python native/build.py")
+    c_tables_probe = lib.lsm_tables_probe
+    from_buffer = ffi.from_buffer
+    new = ffi.new
+
+    def tables_probe(tables: Sequence[bytes], groups: Sequence[tuple[int, int]],
+                     user_key: bytes, read_seq: int) -> list[tuple[int, int]]:
+        """See ``lsm._twins.tables_probe``."""
+        if (type(tables) not in _SEQS or type(groups) not in _SEQS
+                or (tables and {*map(type, tables)} != _BYTES)
+                or type(user_key) is not bytes or type(read_seq) is not int
+                or not 0 <= read_seq <= MAX_SEQUENCE
+                or any(type(g) is not tuple or len(g) != 2 or type(g[0]) is not int
+                       or type(g[1]) is not int or not 0 <= g[0] <= 1
+                       or not 0 <= g[1] <= _U32_MAX for g in groups)
+                or sum(g[1] for g in groups) != len(tables)):
+            tables, groups = _twins.check_tables_probe_args(tables, groups, user_key, read_seq)
+        n = len(tables)
+        ptrs = new("char *[]", max(n, 1))
+        keep = [from_buffer(t) for t in tables]     # alive until the call returns
+        for i, p in enumerate(keep):
+            ptrs[i] = p
+        lens = array("Q", map(len, tables)) or array("Q", [0])
+        grp = array("I", [x for g in groups for x in g]) or array("I", [0, 0])
+        out = new("uint32_t[]", 2 * max(n, 1))
+        err = new("size_t[2]")
+        rc = c_tables_probe(ptrs, from_buffer("uint64_t[]", lens), n,
+                            from_buffer("uint32_t[]", grp), len(groups), user_key,
+                            len(user_key), read_seq, out, n, err)
+        del keep
+        if rc < 0:
+            if rc in _twins.PROBE_ERRORS:
+                raise _twins.probe_corruption(rc, err[0], err[1])
+            raise _error(rc, 0)
+        return [(out[2 * i], out[2 * i + 1]) for i in range(rc)]
+
+    api.tables_probe = tables_probe
+
+
+_read_api = c_api()
+if _read_api is not None and not hasattr(_read_api, "tables_probe"):
+    try:
+        _make_read_api(_read_api)
+    except ImportError as _exc:
+        if _impl is not _twins and os.environ.get("LSM_REQUIRE_NATIVE") == "1":
+            raise
+        if _impl is not _twins:
+            warnings.warn(f"superdisk-lsm: {_exc}; the read path uses the twins",
+                          RuntimeWarning, stacklevel=2)
+        _read_api = None
+tables_probe = (_read_api.tables_probe if _impl is not _twins and _read_api is not None
+                else _twins.tables_probe)

@@ -1421,3 +1421,193 @@ def merge_indices(packed: Packed, run_starts: Any, read_seq: int, snapshots: Seq
     runs = [(keys[a:b], values[a:b]) for a, b in zip(run_starts, run_starts[1:])]
     _, chosen = _merge_chosen(runs, read_seq, snapshots, mode, bottom)
     return _array("Q", (run_starts[r] + i for r, i in chosen))
+
+
+# ===================================================================== read path
+# (reader.py / iterators.py; C: native/read.c)
+#
+# Probe blob (in memory only, never on disk; built by ``probe_blob_encode``
+# from a table's index and filter and its file extent), little endian:
+#
+#   u32 nblocks | u32 filter_len | u32 lo_len | u32 hi_len | u32 flags |
+#   u32 keys_len | filter[filter_len] | lo[lo_len] | hi[hi_len] |
+#   u64 trailer[nblocks] | u32 key_end[nblocks] | keys[keys_len]
+#
+# ``lo``/``hi``: the smallest and largest user key of the table's extent;
+# flags bit 0: the extent ends just before ``hi`` (its largest key is a
+# range-tombstone sentinel); filter_len 0: no bloom filter; index key i
+# (the user key of data block i's last internal key) is
+# ``keys[key_end[i-1]:key_end[i]]`` (key_end[-1] = 0), ``trailer[i]`` that
+# key's trailer.  Errors (``tables_probe``): the header of a table is checked
+# when the probe first reads that table -- shorter than 24 bytes, section
+# lengths not adding up to the blob's length, filter_len 1 or flags > 1 ->
+# ERR_PROBE_HEADER at offset 0; a key_end is checked when its key is read
+# -- ``key_end[i-1] > key_end[i]`` or ``key_end[i] > keys_len`` ->
+# ERR_PROBE_KEY_END at the offset of ``key_end[i]`` in the blob.  The error
+# is ``CorruptionError("tables_probe table T: ...", None, offset)``.
+
+ERR_PROBE_HEADER = -40
+ERR_PROBE_KEY_END = -41
+PROBE_HEADER_SIZE = 24          # in memory only
+_PROBE_HDR = struct.Struct("<6I")
+PROBE_ERRORS: dict[int, str] = {
+    ERR_PROBE_HEADER: "malformed probe blob header",
+    ERR_PROBE_KEY_END: "probe blob key_end out of order or out of range",
+}
+
+
+def probe_corruption(code: int, table: int, offset: int) -> CorruptionError:
+    """The CorruptionError of ``tables_probe`` for ``code`` in blob ``table``
+    at ``offset`` (both implementations use it)."""
+    return CorruptionError(f"tables_probe table {table}: {PROBE_ERRORS[code]}", None, offset)
+
+
+def probe_blob_encode(filter_block: Optional[bytes], lo: bytes, hi: bytes, hi_exclusive: bool,
+                      index_user_keys: Sequence[bytes], trailers: Sequence[int]) -> bytes:
+    """The probe blob of one table (layout above).  O(index size + filter).
+
+    Requires: ``index_user_keys`` ascending with ``trailers`` (each < 2**64)
+    of the same length; ``filter_block`` None or at least 2 bytes."""
+    n = len(index_user_keys)
+    if len(trailers) != n:
+        raise InvalidArgumentError("index_user_keys and trailers differ in length")
+    filt = b"" if filter_block is None else bytes(filter_block)
+    if len(filt) == 1:
+        raise InvalidArgumentError("a filter block has at least 2 bytes")
+    keys = b"".join(index_user_keys)
+    ends = []
+    e = 0
+    for k in index_user_keys:
+        e += len(k)
+        ends.append(e)
+    return b"".join((
+        _PROBE_HDR.pack(n, len(filt), len(lo), len(hi), 1 if hi_exclusive else 0, len(keys)),
+        filt, lo, hi, struct.pack(f"<{n}Q", *trailers), struct.pack(f"<{n}I", *ends), keys))
+
+
+def check_tables_probe_args(tables: Any, groups: Any, user_key: Any, read_seq: Any
+                            ) -> tuple[list[bytes], list[tuple[int, int]]]:
+    """Validate ``tables_probe``'s arguments in order; return the tables as
+    bytes and the groups as ``(kind, count)`` int pairs."""
+    if not isinstance(tables, (list, tuple)):
+        raise ArgumentTypeError(f"tables must be a list of bytes, not {type(tables).__name__}")
+    tabs = [check_buffer(t, f"tables[{i}]") for i, t in enumerate(tables)]
+    if not isinstance(groups, (list, tuple)):
+        raise ArgumentTypeError(f"groups must be a list of (kind, count), not "
+                                f"{type(groups).__name__}")
+    out = []
+    total = 0
+    for i, g in enumerate(groups):
+        if not isinstance(g, (list, tuple)) or len(g) != 2:
+            raise ArgumentTypeError(f"groups[{i}] must be a (kind, count) pair")
+        kind = check_int(g[0], f"groups[{i}] kind", 0, 1)
+        count = check_int(g[1], f"groups[{i}] count", 0, 0xFFFFFFFF)
+        total += count
+        out.append((kind, count))
+    if total != len(tabs):
+        raise InvalidArgumentError(f"groups count {total} tables, tables has {len(tabs)}")
+    check_bytes_arg(user_key, "user_key")
+    check_int(read_seq, "read_seq", 0, MAX_SEQUENCE)
+    return tabs, out
+
+
+class _ProbeTable:
+    """One parsed probe blob (header checked; key_ends checked on read)."""
+
+    __slots__ = ("b", "t", "n", "flen", "lo", "hi", "excl", "tr", "ends", "keys", "klen")
+
+    def __init__(self, b: bytes, t: int) -> None:
+        if len(b) < PROBE_HEADER_SIZE:
+            raise probe_corruption(ERR_PROBE_HEADER, t, 0)
+        n, flen, lolen, hilen, flags, klen = _PROBE_HDR.unpack_from(b, 0)
+        if (PROBE_HEADER_SIZE + flen + lolen + hilen + 12 * n + klen != len(b)
+                or flen == 1 or flags > 1):
+            raise probe_corruption(ERR_PROBE_HEADER, t, 0)
+        self.b, self.t, self.n, self.flen, self.klen = b, t, n, flen, klen
+        p = PROBE_HEADER_SIZE + flen
+        self.lo = b[p:p + lolen]
+        p += lolen
+        self.hi = b[p:p + hilen]
+        self.excl = bool(flags & 1)
+        self.tr = p + hilen
+        self.ends = self.tr + 8 * n
+        self.keys = self.ends + 4 * n
+
+    def ends_before(self, key: bytes) -> bool:
+        return self.hi < key or (self.hi == key and self.excl)
+
+    def key(self, i: int) -> bytes:
+        b = self.b
+        start = _U32.unpack_from(b, self.ends + 4 * (i - 1))[0] if i else 0
+        end = _U32.unpack_from(b, self.ends + 4 * i)[0]
+        if start > end or end > self.klen:
+            raise probe_corruption(ERR_PROBE_KEY_END, self.t, self.ends + 4 * i)
+        return b[self.keys + start:self.keys + end]
+
+    def probe(self, key: bytes, lt: int) -> Optional[int]:
+        """The block index the index search lands on, or None (filtered
+        out, or every block ends before the lookup key)."""
+        if self.flen and not bloom_may_contain(
+                self.b[PROBE_HEADER_SIZE:PROBE_HEADER_SIZE + self.flen], key):
+            return None
+        lo, hi = 0, self.n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.key(mid) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        while lo < self.n:
+            if self.key(lo) != key or _U64.unpack_from(self.b, self.tr + 8 * lo)[0] <= lt:
+                break
+            lo += 1
+        return lo if lo < self.n else None
+
+
+def tables_probe(tables: Sequence[bytes], groups: Sequence[tuple[int, int]], user_key: bytes,
+                 read_seq: int) -> list[tuple[int, int]]:
+    """The candidate ``(table, block)`` pairs of a point lookup, in search
+    order: ``groups`` cut ``tables`` (probe blobs, layout above) into runs of
+    ``count`` tables; kind 0 probes every table of its run in order (level
+    0, newest first), kind 1 is a sorted disjoint run (the first table whose
+    extent does not end before ``user_key``, by binary search, if its ``lo``
+    <= ``user_key``).  A table whose extent holds ``user_key`` and whose bloom
+    filter does not rule it out yields the first data block whose last key
+    >= the lookup key ``(user_key, read_seq)`` (the index's user keys
+    bisected, then blocks ending in ``user_key`` with a trailer above
+    ``read_seq << 8 | 0xFF`` skipped), if any.
+
+    Requires: bytes-like tables, ``(kind, count)`` int pairs with counts
+    summing to ``len(tables)``, bytes ``user_key``, ``0 <= read_seq <=
+    2**56-1``.  Errors: see the layout above.  O(tables x (log files + k +
+    log blocks)).
+    """
+    tabs, grps = check_tables_probe_args(tables, groups, user_key, read_seq)
+    lt = (read_seq << 8) | 0xFF
+    out: list[tuple[int, int]] = []
+    base = 0
+    for kind, count in grps:
+        if kind == 0:
+            for j in range(count):
+                p = _ProbeTable(tabs[base + j], base + j)
+                if p.lo > user_key or p.ends_before(user_key):
+                    continue
+                blk = p.probe(user_key, lt)
+                if blk is not None:
+                    out.append((base + j, blk))
+        else:
+            lo, hi = 0, count
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _ProbeTable(tabs[base + mid], base + mid).ends_before(user_key):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            if lo < count:
+                p = _ProbeTable(tabs[base + lo], base + lo)
+                if p.lo <= user_key:
+                    blk = p.probe(user_key, lt)
+                    if blk is not None:
+                        out.append((base + lo, blk))
+        base += count
+    return out

@@ -35,6 +35,8 @@ from blockdev.errors import ArgumentTypeError, ClosedError, InvalidArgumentError
 
 __all__ = ["BlockCache", "TableCache"]
 
+_DOOR_BYTES_PER_KEY = 4096      # doorkeeper window: about one key per block the cache holds
+
 
 class _Shard:
     __slots__ = ("lock", "map", "usage", "capacity", "hits", "misses")
@@ -72,6 +74,12 @@ class BlockCache:
         self._n = shards
         per = -(-capacity // shards)
         self._shards = tuple(_Shard(per) for _ in range(shards))
+        # admission doorkeeper of ``offer``: keys offered once recently, in
+        # two generations of at most ``_door_cap`` keys each
+        self._door_cap = max(64, capacity // _DOOR_BYTES_PER_KEY)
+        self._door: set = set()
+        self._door_old: set = set()
+        self.rejected = 0
 
     def get(self, key: tuple) -> object | None:
         """The value cached under ``key`` (now most recently used), or None."""
@@ -92,6 +100,31 @@ class BlockCache:
             pass
         sh.hits += 1
         return ent[0]
+
+    def offer(self, key: tuple, value: object, charge: int) -> bool:
+        """``insert`` on the second offer of ``key`` within the doorkeeper's
+        window; the first offer only remembers the key.  Returns True when
+        ``value`` was inserted.  O(1).
+
+        The point-lookup path offers the blocks it reads (scans insert):
+        when the blocks read at random far outnumber what the cache holds,
+        almost every insert would evict a block that is never read again,
+        and the insert/evict churn costs more than the few hits it buys.
+        A block read twice within the window (about as many blocks as the
+        cache holds, in two generations) is admitted, so a working set that
+        fits the cache still ends up cached after its second pass."""
+        if type(key) is not tuple:
+            raise ArgumentTypeError("key must be a tuple")
+        door = self._door
+        if key in door or key in self._door_old:
+            self.insert(key, value, charge)
+            return True
+        door.add(key)
+        if len(door) > self._door_cap:       # a race here only forgets keys early
+            self._door_old = door
+            self._door = set()
+        self.rejected += 1
+        return False
 
     def insert(self, key: tuple, value: object, charge: int) -> None:
         """Cache ``value`` under ``key`` with ``charge`` bytes, replacing any
@@ -131,6 +164,8 @@ class BlockCache:
             with sh.lock:
                 sh.map.clear()
                 sh.usage = 0
+        self._door = set()
+        self._door_old = set()
 
     @property
     def hits(self) -> int:

@@ -99,6 +99,7 @@ from lsm.iterators import (
 )
 from lsm.memtable import MemTable
 from lsm.sstable.reader import bloom_probe as _bloom_probe
+from lsm.sstable.probe import GetPlan
 from lsm.options import Options
 from lsm.wal import LogReader, LogWriter
 
@@ -360,6 +361,7 @@ class DB(_DictProtocol):
         self._recovery_report: list[dict] = []
         self._block_cache = BlockCache(opts.block_cache_size) if opts.block_cache_size else None
         self._table_cache = TableCache(_weak_method(self, DB._open_table), opts.max_open_files)
+        self._get_plan: GetPlan | None = None     # the table probe plan of the last Version read
         self._versions: Any = None
         try:
             self._lock_handle = self._fs.lock(filenames.LOCK)
@@ -1051,8 +1053,18 @@ class DB(_DictProtocol):
                 return r[2] if r[1] == KIND_VALUE and r[0] > rt else default
             if rt:
                 return default
+        version = st.version
+        plan = self._get_plan
+        if plan is None or plan.version is not version:
+            plan = self._get_plan = GetPlan(version, self._table_cache.get,
+                                            self._table_cache.max_open)
+        if plan.ok:         # every table probed in one native call (lsm/sstable/probe.py)
+            r = plan.get(key, seq)
+            if r is None:
+                return (_TABLES, default)
+            return (_TABLES, r[2] if r[1] == KIND_VALUE else default)
         tc_get = self._table_cache.get
-        for f in st.version.tables_for_get(key):
+        for f in version.tables_for_get(key):
             t = tc_get(f.number)
             tombs = t.range_tombstones
             if tombs:

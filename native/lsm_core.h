@@ -52,6 +52,9 @@
 #define LSM_ERR_INVALID                 (-92)
 /* lsm_merge was called without values, but a run holds a range tombstone. */
 #define LSM_ERR_NEED_VALUES             (-93)
+/* read path (read.c): a malformed probe blob (lsm_tables_probe). */
+#define LSM_ERR_PROBE_HEADER            (-40)
+#define LSM_ERR_PROBE_KEY_END           (-41)
 
 /* CDEF BEGIN: everything from here to CDEF END is given to cffi's cdef
  * (plain prototypes only, no macros). */
@@ -272,6 +275,23 @@ int lsm_table_blocks(const char *keys, size_t keys_len, const uint64_t *key_lens
 /* The bloom filter (bloom.c's format) of n keys given by their XXH64
  * hashes, into out (lsm_bloom_nbytes(n, bpk) + 1 bytes).  Returns 0. */
 int lsm_bloom_build_hashes(const uint64_t *hashes, size_t n, uint32_t bits_per_key, char *out);
+
+/* read path (reader.py / iterators.py): read.c */
+/* Point-lookup probe over ntabs tables given as "probe blobs" (layout in
+ * read.c and lsm/_twins.py).  groups holds ngroups pairs (kind, count),
+ * counts summing to ntabs: kind 0 probes each table of the group in order
+ * (level 0, newest first), kind 1 is a sorted disjoint run (at most one
+ * table, found by binary search over the upper bounds).  For each table
+ * whose extent holds user_key and whose bloom filter does not rule it out,
+ * the index is searched for the first block whose last key >= (user_key,
+ * read_seq); when there is one, (table, block) is written to out[2i],
+ * out[2i+1] (at most cap pairs).  Returns the pair count, LSM_ERR_INVALID
+ * (bad groups or read_seq), or LSM_ERR_PROBE_* with err[0] = table and
+ * err[1] = offset in its blob. */
+int64_t lsm_tables_probe(const char *const *tabs, const uint64_t *tab_lens, size_t ntabs,
+                         const uint32_t *groups, size_t ngroups,
+                         const char *user_key, size_t key_len, uint64_t read_seq,
+                         uint32_t *out, size_t cap, size_t *err);
 
 /* CDEF END */
 

@@ -107,6 +107,7 @@ _unpack_trailer = struct.Struct("<Q").unpack_from
 _TAIL_READ = 64 * 1024
 _CMP_INTERNAL = N.CMP_INTERNAL
 _INDEX_CACHE_SLOT = -1        # block-cache key (cache_id, -1): index + filter of a table
+_RAW_CHARGE = 120             # cache charge of a raw block beyond its bytes (as BlockReader's)
 
 
 class _Index:
@@ -170,6 +171,7 @@ class TableReader:
         self.blocks_read = 0
         self.blocks_loaded = 0
         self.index_loads = 0        # index/filter re-reads (cache_index_and_filter_blocks)
+        self._probe: tuple | None = None    # (extent, probe blob): probe_blob's cache
         try:
             self._open()
         except BaseException:
@@ -317,13 +319,27 @@ class TableReader:
         if cache is not None:
             blk = cache.get((self._cache_id, off))
             if blk is not None:
+                if type(blk) is bytes:      # cached by a get: raw bytes only
+                    return BlockReader(blk, self.name, off)
                 return blk  # type: ignore[return-value]
         return self._load_block(off, size)
 
     def _load_block(self, off: int, size: int, decode: bool = False) -> BlockReader:
         """Read, verify and decompress the data block at ``off`` (and decode
         it when ``decode``); cache it."""
+        raw = self._read_raw(off, size)
+        blk = BlockReader(raw, self.name, off)
+        if decode:
+            blk.decoded()
         cache = self._cache
+        if cache is not None:
+            cache.insert((self._cache_id, off), blk, blk.charge())
+        return blk
+
+    def _read_raw(self, off: int, size: int) -> bytes:
+        """The contents of the data block at ``off`` (``size`` bytes on
+        disk): read, checksum-verified (``verify_checksums``), decompressed.
+        Not cached.  O(size)."""
         if self._closed:
             raise ClosedError(f"table {self.name} is closed")
         buf = self._file.read(off, size + BLOCK_TRAILER_SIZE)  # type: ignore[attr-defined]
@@ -341,13 +357,10 @@ class TableReader:
                 raw = None
         if raw is None:
             raw = unwrap_physical_block(buf, size, self.name, off, self._verify)
-        blk = BlockReader(raw, self.name, off)
+            if type(raw) is not bytes:      # e.g. a bytearray from the file layer
+                raw = bytes(raw)
         self.blocks_loaded += 1
-        if decode:
-            blk.decoded()
-        if cache is not None:
-            cache.insert((self._cache_id, off), blk, blk.charge())
-        return blk
+        return raw
 
     def _decoded(self, ix: "_Index", i: int) -> BlockReader:
         """Data block ``i``, decoded (its ``keys``/``values`` set)."""
@@ -356,6 +369,8 @@ class TableReader:
         blk = None if cache is None else cache.get((self._cache_id, off))
         if blk is None:
             blk = self._load_block(off, ix.sizes[i], True)
+        elif type(blk) is bytes:        # cached by a get: raw bytes only
+            blk = BlockReader(blk, self.name, off)
         self.blocks_read += 1
         if blk.keys is None:
             blk.decoded()
@@ -379,6 +394,24 @@ class TableReader:
             while i < n and uks[i] == uk and trailers[i] > t:
                 i += 1
         return i
+
+    def probe_blob(self, lo: bytes, hi: bytes, hi_exclusive: bool) -> bytes | None:
+        """This table's probe blob (``lsm._twins`` read-path section: the
+        pinned index's user keys and trailers, the bloom filter, and the
+        extent ``[lo, hi]`` the Version gives the file) for
+        ``lsm.sstable.probe``; built once (O(index + filter)) and kept.  None
+        when the index is not pinned (``cache_index_and_filter_blocks``).
+
+        Requires: ``lo``/``hi`` are the file's smallest/largest user keys."""
+        ix = self._pinned
+        if ix is None:
+            return None
+        extent = (lo, hi, bool(hi_exclusive))
+        p = self._probe
+        if p is None or p[0] != extent:
+            p = self._probe = (extent, N.probe_blob_encode(ix.filter, lo, hi, hi_exclusive,
+                                                           ix.uks, ix.trailers))
+        return p[1]
 
     # -- public reads ---------------------------------------------------------
     def may_contain(self, user_key: bytes) -> bool:
@@ -438,15 +471,38 @@ class TableReader:
                     break
             if i == n:
                 return None
+        return self.lookup_block(ix, i, user_key, read_seq)
+
+    def lookup_block(self, ix: "_Index", i: int, user_key: bytes, read_seq: int
+                     ) -> tuple[int, int, bytes] | None:
+        """The point lookup of ``lookup`` in data block ``i`` (the block the
+        index search chose: the first whose last key >= the lookup key):
+        ``(seq, kind, value)`` of the newest entry of ``user_key`` with seq
+        <= ``read_seq``, or None.  One cache probe (plus a block read on a
+        miss) and one native call.
+
+        Requires: ``ix`` is this table's index (``index()``), ``0 <= i <
+        num_data_blocks``; ``user_key`` bytes, ``read_seq`` in 0 ..
+        MAX_SEQUENCE."""
         off = ix.offs[i]
         cache = self._cache
-        blk = None if cache is None else cache.get((self._cache_id, off))
-        if blk is None:
-            blk = self._load_block(off, ix.sizes[i])
+        if cache is None:
+            raw = self._read_raw(off, ix.sizes[i])
+        else:
+            ck = (self._cache_id, off)
+            raw = cache.get(ck)
+            if raw is None:
+                # a get offers the block's raw bytes to the cache (admitted
+                # on its second read within the doorkeeper window; no
+                # BlockReader: a scan that meets them wraps, decodes and
+                # re-charges them)
+                raw = self._read_raw(off, ix.sizes[i])
+                cache.offer(ck, raw, len(raw) + _RAW_CHARGE)
+            elif type(raw) is not bytes:
+                raw = raw.raw
         self.blocks_read += 1
         # one native call: binary search over the restarts, the trailer and
         # value of the entry found (no key copy, no decode of the block)
-        raw = blk.raw
         if _c_block_get is not None:
             need = len(raw) + len(user_key) + 8
             try:                    # pop() alone is atomic: no check-then-pop race
@@ -473,16 +529,16 @@ class TableReader:
                 return None
             # an error or a block that ends early: the checked path reports it
         try:
-            r = N.block_get(blk.raw, user_key, read_seq)
+            r = N.block_get(raw, user_key, read_seq)
         except CorruptionError as exc:
             raise CorruptionError(f"sstable: bad data block ({exc})", self.name,
-                                  blk.offset) from None
-        if r is None and N.block_seek(blk.raw, user_key + _SEEK_TRAILER((read_seq << 8) | 0xFF),
+                                  off) from None
+        if r is None and N.block_seek(raw, user_key + _SEEK_TRAILER((read_seq << 8) | 0xFF),
                                       _CMP_INTERNAL) is None:
             # rare (absent key): tell "not here" from a block that ends
             # before its index key (only a damaged table does that)
             raise CorruptionError("sstable: data block ends before its index key",
-                                  self.name, blk.offset)
+                                  self.name, off)
         return r
 
     def blocks(self, start: bytes | None = None, reverse: bool = False
