@@ -58,7 +58,8 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left, bisect_right
-from operator import itemgetter
+from itertools import chain as _chain
+from operator import itemgetter, length_hint as _length_hint
 from typing import Any, Callable, Iterator as _TypingIterator, Sequence
 
 from blockdev.errors import ArgumentTypeError, ClosedError, Error
@@ -76,6 +77,7 @@ _LAST_TRAILER = _TRAILER.pack(0)                                  # sorts last a
 
 MEM_CHUNK = 1024          # most user keys per memtable chunk (first chunks are smaller)
 _UK = itemgetter(slice(None, -8))   # internal key -> user key, at C speed
+_chain_from = _chain.from_iterable
 MAX_BLOCKS_PER_CHUNK = 16  # table chunks grow 1, 2, 4, ... blocks up to this many
 _WINDOW_CAP_FIRST = 16     # the first window takes <= this many entries per source, the
 _WINDOW_CAP_MAX = 1024     # next ones 4x more each, uncapped after this many
@@ -570,7 +572,7 @@ class Iterator(_CursorLifecycle):
 
     __slots__ = ("_buf", "_keys", "_i", "_n", "_tail", "_head", "_view", "_owner",
                  "_lo", "_lo_incl", "_hi", "_hi_incl", "_reverse", "_ik", "_iv", "_strip",
-                 "_prefix", "_closed", "__weakref__")
+                 "_prefix", "_closed", "_li", "__weakref__")
 
     def __init__(self, owner: Any, view: ReadView, lo: bytes | None, lo_incl: bool,
                  hi: bytes | None, hi_incl: bool, *, reverse: bool = False,
@@ -591,16 +593,53 @@ class Iterator(_CursorLifecycle):
         self._n = 0
         self._tail: Any = None
         self._head: Any = None
+        self._li: Any = None        # list iterator a ``for`` loop is consuming (``__iter__``)
         if self._reverse:
             self.seek_to_stop()
         else:
             self.seek_to_start()
 
     # -- fast path ---------------------------------------------------------------
-    def __iter__(self) -> "Iterator":
-        return self
+    def __iter__(self) -> Any:
+        """An iterator equivalent to calling ``next(self)`` repeatedly, at C
+        speed per item: ``itertools.chain`` over list iterators of the
+        buffered windows (``_windows``).  The cursor stays exact: whatever
+        the chain consumed is synced back into the cursor (``_detach``) by
+        the next cursor operation, which also exhausts the chain's list
+        iterator, so the chain then resumes from the cursor's position."""
+        return _chain_from(self._windows())
+
+    def _windows(self) -> Any:
+        """Generator of list iterators over the buffer from the cursor's
+        position, loading windows as ``__next__`` does (see ``__iter__``)."""
+        while True:
+            self._detach()
+            i, n = self._i, self._n
+            if i < n:
+                li = iter(self._buf)
+                if i:
+                    li.__setstate__(i)
+                self._li = li
+                yield li
+                continue
+            try:
+                self._next_slow()       # loads the next window, consumes item 0
+            except StopIteration:
+                return
+            self._i = 0                 # hand item 0 to the list iterator instead
+
+    def _detach(self) -> None:
+        """Sync the cursor with the list iterator a ``for`` loop consumed
+        (position = items consumed) and exhaust that iterator.  O(1)."""
+        li = self._li
+        if li is not None:
+            self._li = None
+            self._i = self._n - _length_hint(li)
+            li.__setstate__(1 << 62)
 
     def __next__(self) -> Any:
+        if self._li is not None:
+            self._detach()
         i = self._i
         if i < self._n:
             self._i = i + 1
@@ -609,6 +648,8 @@ class Iterator(_CursorLifecycle):
 
     def prev(self) -> Any:
         """Move one step back and return that item (StopIteration at the start)."""
+        if self._li is not None:
+            self._detach()
         i = self._i
         if i > 0 and not self._closed:
             self._i = i - 1
@@ -691,6 +732,8 @@ class Iterator(_CursorLifecycle):
         return self._buf[-1]
 
     def _reset(self, tail: Any, head: Any) -> None:
+        if self._li is not None:
+            self._detach()
         self._buf = []
         self._keys = []
         self._i = self._n = 0

@@ -245,3 +245,42 @@ def test_cache_offer_admits_on_second_offer() -> None:
     assert c.offer((2, 0), b"y", 10) is False
     with pytest.raises(ArgumentTypeError):
         c.offer([2, 0], b"y", 10)  # type: ignore[arg-type]
+
+
+def test_iterator_for_loop_stays_in_sync_with_the_cursor(tmp_path: Any) -> None:
+    """``for`` over an Iterator consumes list iterators at C speed; the
+    cursor (next/prev/seek) and a later ``for`` see exactly its position."""
+    db = lsm.DB(str(tmp_path / "db"), create_if_missing=True, write_buffer_size=32 << 10)
+    try:
+        keys = [b"%06d" % i for i in range(3000)]
+        for k in keys:
+            db.put(k, k + b"v")
+        db.flush()
+        for k in keys[::2]:
+            db.put(k, k + b"w")         # memtable + tables: merged windows
+        want = [(k, k + (b"w" if i % 2 == 0 else b"v")) for i, k in enumerate(keys)]
+        it = db.iterator()
+        got = []
+        for kv in it:
+            got.append(kv)
+            if len(got) == 1500:
+                break
+        assert got == want[:1500]
+        assert next(it) == want[1500]
+        assert it.prev() == want[1500]
+        assert it.prev() == want[1499]
+        g = iter(it)
+        assert next(g) == want[1499]
+        it.seek(b"002500")               # detaches g: it resumes from the cursor
+        assert next(g) == want[2500]
+        assert next(it) == want[2501]
+        assert list(g) == want[2502:]
+        assert list(it) == []
+        it.close()
+        with pytest.raises(lsm.ClosedError):
+            next(iter(it))
+        rit = db.iterator(reverse=True, include_value=False)
+        assert [k for _, k in zip(range(10), rit)] == keys[::-1][:10]
+        assert list(rit) == keys[::-1][10:]
+    finally:
+        db.close()
