@@ -45,7 +45,7 @@ import struct
 import threading
 from array import array
 from bisect import bisect_left
-from operator import add as _add, itemgetter
+from operator import add as _add, itemgetter, or_ as _or
 from typing import Any
 
 from blockdev.errors import ArgumentTypeError, InvalidArgumentError
@@ -62,6 +62,9 @@ __all__ = ["MemTable", "ENTRY_OVERHEAD"]
 ENTRY_OVERHEAD = 12       # 8-byte trailer + ~4 bytes of lengths per entry
 _PACK = struct.Struct("<Q").pack
 _TRAILER = struct.Struct("<Q").unpack_from       # entry -> (seq << 8 | kind,)
+_KIND = itemgetter(0)                              # batch item (kind, key, value)
+_KEY = itemgetter(1)
+_VALUE = itemgetter(2)
 _HEAD = itemgetter(slice(None, 8))                 # entry -> trailer bytes
 _TAIL = itemgetter(slice(8, None))                 # entry -> value
 _Versions = Any           # bytes (one entry) | list[bytes] (entries, oldest first)
@@ -137,12 +140,40 @@ class MemTable:
         if type(seq) is not int or seq < 0 or seq + len(items) - 1 > MAX_SEQUENCE:
             raise InvalidArgumentError(f"seq out of range: {seq!r}")
         table = self._table
-        get = table.get
         pending = self._pending
+        first = seq
+        n = len(items)
+        kinds = list(map(_KIND, items))
+        if KIND_RANGE_TOMBSTONE not in kinds:
+            # bulk path: every key new to the table and distinct in the batch
+            # (checked with C-level set operations) -> one dict update
+            keys = list(map(_KEY, items))
+            if table.keys().isdisjoint(keys):
+                values = list(map(_VALUE, items))
+                base = seq << 8
+                entries = list(map(_add, map(_PACK, map(_or, range(base, base + (n << 8), 256),
+                                                        kinds)), values))
+                before = len(table)
+                table.update(zip(keys, entries))
+                if len(table) - before == n:
+                    pending.extend(keys)
+                    self._size += (sum(map(len, keys)) + sum(map(len, values))
+                                   + n * ENTRY_OVERHEAD)
+                    if self._first_seq == 0 or first < self._first_seq:
+                        self._first_seq = first
+                    if seq + n - 1 > self._last_seq:
+                        self._last_seq = seq + n - 1
+                    self._count += n
+                    return seq + n
+                # a key repeats inside the batch: every key was new, so
+                # removing them restores the table; the loop below applies
+                # the versions one by one (readers filter by sequence)
+                for key in keys:
+                    table.pop(key, None)
+        get = table.get
         pack = _PACK
         unpack = _TRAILER
         size = 0
-        first = seq
         for kind, key, value in items:
             if kind != KIND_RANGE_TOMBSTONE:
                 trailer = (seq << 8) | kind
