@@ -40,6 +40,7 @@ __all__ = ["GetPlan"]
 
 _API = N.c_api() if N.implementation == "native" else None
 _c_probe = getattr(_API.lib, "lsm_tables_probe", None) if _API is not None else None
+_unpack = _API.ffi.unpack if _API is not None else None
 
 
 class GetPlan:
@@ -119,7 +120,7 @@ class GetPlan:
             if rc == 0:
                 return None
             self._raise(rc, t, off)
-        cands = out[0:2 * rc]
+        cands = _unpack(out, 2 * rc)    # a copy: the buffer goes back to the pool now
         pool.append(bufs)
         readers, indexes = self.readers, self.indexes
         for j in range(0, 2 * rc, 2):
