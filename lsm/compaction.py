@@ -550,7 +550,29 @@ def _build_sorted(fs: Any, number: int, keys: list[bytes], values: list[bytes],
         raise
 
 
-class _Output:
+class _OutputFiles:
+    """What both compaction writers share: the output being written
+    (``fs``, ``file``, ``builder``, ``name``) and the finished ``metas``."""
+
+    fs: Any
+    file: Any
+    builder: Any
+    name: str
+    metas: list[FileMetaData]
+
+    def abandon(self) -> None:
+        """Delete every output written so far (the compaction failed)."""
+        if self.file is not None:
+            _discard(self.fs, self.file, self.name)
+            self.file = self.builder = None
+        for meta in self.metas:
+            try:
+                self.fs.delete(fn.table_file_name(meta.number))
+            except Error:
+                pass
+
+
+class _Output(_OutputFiles):
     """Writes the merged stream into output tables (cutting, tombstone clipping)."""
 
     def __init__(self, fs: Any, options: Options, new_file_number: Callable[[], int],
@@ -689,17 +711,6 @@ class _Output:
         self.tombs = carry
         self.smallest = self.largest = None
 
-    def abandon(self) -> None:
-        """Delete every output written so far (the compaction failed)."""
-        if self.file is not None:
-            _discard(self.fs, self.file, self.name)
-            self.file = self.builder = None
-        for meta in self.metas:
-            try:
-                self.fs.delete(fn.table_file_name(meta.number))
-            except Error:
-                pass
-
 
 class _Source:
     """One input sorted run read block by block (files of a level in order)."""
@@ -819,7 +830,7 @@ class _BlockSource:
             del self.blocks[:i], self.lasts[:i], self.where[:i]
 
 
-class _PackedOutput:
+class _PackedOutput(_OutputFiles):
     """Writes a merged packed window into output tables: ``table_blocks``
     encodes the blocks (GIL released) and stops at file cuts -- the
     grandparent rule, or a byte budget derived from the target file size
@@ -891,17 +902,6 @@ class _PackedOutput:
         self.file.close()
         self.metas.append(meta)
         self.file = self.builder = None
-
-    def abandon(self) -> None:
-        """Delete every output written so far (the compaction failed)."""
-        if self.file is not None:
-            _discard(self.fs, self.file, self.name)
-            self.file = self.builder = None
-        for meta in self.metas:
-            try:
-                self.fs.delete(fn.table_file_name(meta.number))
-            except Error:
-                pass
 
 
 def _run_packed(c: "Compaction", sources: list[_BlockSource], out: _PackedOutput,
