@@ -51,17 +51,6 @@ size_t lsm_block_encode_bound(size_t n, size_t key_bytes, size_t value_bytes,
     return 15 * n + key_bytes + value_bytes + 4 * restarts + 4;
 }
 
-static size_t put_varint(uint8_t *o, uint32_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        o[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    o[n++] = (uint8_t)v;
-    return n;
-}
-
 int lsm_block_encode_v(const char *const *keys, const size_t *key_lens,
                        const char *const *values, const size_t *value_lens,
                        size_t n, uint32_t restart_interval,
@@ -115,9 +104,9 @@ int lsm_block_encode_v(const char *const *keys, const size_t *key_lens,
             o[p + 2] = (uint8_t)vlen;
             p += 3;
         } else {
-            p += put_varint(o + p, (uint32_t)shared);
-            p += put_varint(o + p, (uint32_t)(klen - shared));
-            p += put_varint(o + p, (uint32_t)vlen);
+            p += lsm_put_v32(o + p, (uint32_t)shared);
+            p += lsm_put_v32(o + p, (uint32_t)(klen - shared));
+            p += lsm_put_v32(o + p, (uint32_t)vlen);
         }
         memcpy(o + p, key + shared, klen - shared);
         p += klen - shared;

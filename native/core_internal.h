@@ -32,6 +32,18 @@ static inline void lsm_wr32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)(v >> 24);
 }
 
+/* Encode v as a varint32 at o (room for 5 bytes); returns the byte count. */
+static inline size_t lsm_put_v32(uint8_t *o, uint32_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        o[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    o[n++] = (uint8_t)v;
+    return n;
+}
+
 /* Decode a varint32 at b[*p], reading only below limit.  Advances *p. */
 static inline int lsm_dv32(const uint8_t *b, size_t *p, size_t limit, uint32_t *out)
 {

@@ -62,29 +62,18 @@ size_t lsm_log_encode(const char *payload, size_t n, size_t block_offset, char *
     }
 }
 
-static size_t put_v32(uint8_t *o, uint32_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        o[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    o[n++] = (uint8_t)v;
-    return n;
-}
-
 size_t lsm_batch_record(int kind, const char *key, size_t key_len, const char *value,
                         size_t value_len, char *out)
 {
     uint8_t *o = (uint8_t *)out;
     size_t p;
     o[0] = (uint8_t)kind;
-    p = 1 + put_v32(o + 1, (uint32_t)key_len);
+    p = 1 + lsm_put_v32(o + 1, (uint32_t)key_len);
     if (key_len)
         memcpy(o + p, key, key_len);
     p += key_len;
     if (kind != 0) {
-        p += put_v32(o + p, (uint32_t)value_len);
+        p += lsm_put_v32(o + p, (uint32_t)value_len);
         if (value_len)
             memcpy(o + p, value, value_len);
         p += value_len;

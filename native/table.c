@@ -4,7 +4,7 @@
  *
  * A flush or a compaction used to hand Python lists of keys and values to
  * TableBuilder, so every entry cost Python work under the GIL, on the
- * writer's core.  These four leaf functions take the same entries as
+ * writer's core.  These three leaf functions take the same entries as
  * concatenated buffers plus length arrays ("packed" runs) and do the
  * per-entry work in C with the GIL released:
  *
@@ -17,12 +17,12 @@
  *                          keys, the bloom hashes of the new user keys and the
  *                          table statistics; stops at output-file boundaries
  *                          (a byte budget, or LevelDB's grandparent-overlap
- *                          rule) so one call never crosses a file cut;
- *   lsm_bloom_build_hashes the filter from those hashes (bloom.c's format).
+ *                          rule) so one call never crosses a file cut.
+ *
+ * The filter is built from those hashes by bloom.c's lsm_bloom_build_hashes.
  *
  * Reference semantics, validation order and error offsets: the twins in
- * lsm/_twins.py (blocks_unpack, sort_entries, table_blocks,
- * bloom_build_hashes).  Every read is bounds-checked: lengths are checked
+ * lsm/_twins.py (blocks_unpack, sort_entries, table_blocks).  Every read is bounds-checked: lengths are checked
  * against their buffers before any entry is touched, and blocks are parsed
  * with the same checks as lsm_block_decode.
  */
@@ -246,17 +246,6 @@ int lsm_sort_entries(const char *keys, size_t keys_len, const uint64_t *key_lens
 
 /* ------------------------------------------------------------ blocks */
 
-static size_t put_v32(uint8_t *o, uint32_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        o[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    o[n++] = (uint8_t)v;
-    return n;
-}
-
 /* One block being encoded (the layout of lsm_block_encode). */
 typedef struct {
     uint8_t *o;          /* output base */
@@ -469,9 +458,9 @@ int lsm_table_blocks(const char *keys, size_t keys_len, const uint64_t *key_lens
             while (shared < lim && bb.prev[shared] == curbuf[shared])
                 shared++;
         }
-        bb.p += put_v32(bb.o + bb.p, (uint32_t)shared);
-        bb.p += put_v32(bb.o + bb.p, (uint32_t)(klen - shared));
-        bb.p += put_v32(bb.o + bb.p, (uint32_t)vlen);
+        bb.p += lsm_put_v32(bb.o + bb.p, (uint32_t)shared);
+        bb.p += lsm_put_v32(bb.o + bb.p, (uint32_t)(klen - shared));
+        bb.p += lsm_put_v32(bb.o + bb.p, (uint32_t)vlen);
         memcpy(bb.o + bb.p, curbuf + shared, klen - shared);
         bb.p += klen - shared;
         if (vlen)
@@ -548,28 +537,4 @@ out:
     free(curbuf);
     free(bb.restarts);
     return rc;
-}
-
-/* ------------------------------------------------------------- bloom */
-
-int lsm_bloom_build_hashes(const uint64_t *hashes, size_t n, uint32_t bits_per_key, char *out)
-{
-    uint8_t *bits = (uint8_t *)out;
-    size_t nbytes = lsm_bloom_nbytes(n, bits_per_key);
-    uint64_t nbits = (uint64_t)nbytes * 8;
-    int k = lsm_bloom_k(bits_per_key), j;
-    size_t i;
-
-    memset(bits, 0, nbytes);
-    for (i = 0; i < n; i++) {
-        uint64_t h = hashes[i];
-        uint64_t delta = (h >> 17) | (h << 47);
-        for (j = 0; j < k; j++) {
-            uint64_t p = h % nbits;
-            bits[p >> 3] |= (uint8_t)(1u << (p & 7));
-            h += delta;
-        }
-    }
-    bits[nbytes] = (uint8_t)k;
-    return 0;
 }
