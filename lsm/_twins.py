@@ -755,14 +755,18 @@ def bloom_build(keys: Sequence[bytes], bits_per_key: int) -> bytes:
     O(len(keys) * k + total key bytes).
     """
     check_bloom_build_args(keys, bits_per_key)
-    nbytes, k = bloom_size(len(keys), bits_per_key)
+    return _bloom_from_hashes([_xxh64(key, 0) for key in keys], bits_per_key)
+
+
+def _bloom_from_hashes(hashes: Sequence[int], bits_per_key: int) -> bytes:
+    """The filter whose keys have the XXH64 ``hashes`` (format in the module
+    doc).  Requires: ``bits_per_key`` validated.  O(len(hashes) * k)."""
+    nbytes, k = bloom_size(len(hashes), bits_per_key)
     nbits = nbytes * 8
     bits = bytearray(nbytes + 1)
     M = _M64
-    h64 = _xxh64
     rk = range(k)
-    for key in keys:
-        h = h64(key, 0)
+    for h in hashes:
         delta = (h >> 17) | ((h << 47) & M)
         for _ in rk:
             pos = h % nbits
@@ -1389,19 +1393,7 @@ def bloom_build_hashes(hashes: Any, bits_per_key: int) -> bytes:
     if not isinstance(hashes, _array) or hashes.typecode != "Q":
         raise ArgumentTypeError("hashes must be an array('Q')")
     check_int(bits_per_key, "bits_per_key", 1, 1000)
-    nbytes, k = bloom_size(len(hashes), bits_per_key)
-    nbits = nbytes * 8
-    bits = bytearray(nbytes + 1)
-    M = _M64
-    rk = range(k)
-    for h in hashes:
-        delta = (h >> 17) | ((h << 47) & M)
-        for _ in rk:
-            p = h % nbits
-            bits[p >> 3] |= 1 << (p & 7)
-            h = (h + delta) & M
-    bits[nbytes] = k
-    return bytes(bits)
+    return _bloom_from_hashes(hashes, bits_per_key)
 
 
 def merge_indices(packed: Packed, run_starts: Any, read_seq: int, snapshots: Sequence[int] = (),

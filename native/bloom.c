@@ -22,11 +22,9 @@ int lsm_bloom_k(uint32_t bits_per_key)
     return (int)k;
 }
 
-void lsm_bloom_add(char *filter, size_t nbytes, int k, const char *key, size_t key_len)
+/* Set the k probe bits of the key whose XXH64 is h. */
+static inline void bloom_set(uint8_t *bits, uint64_t nbits, int k, uint64_t h)
 {
-    uint8_t *bits = (uint8_t *)filter;
-    uint64_t nbits = (uint64_t)nbytes * 8;
-    uint64_t h = lsm_xxh64_u8((const uint8_t *)key, key_len, 0);
     uint64_t delta = (h >> 17) | (h << 47);
     int j;
     for (j = 0; j < k; j++) {
@@ -34,6 +32,28 @@ void lsm_bloom_add(char *filter, size_t nbytes, int k, const char *key, size_t k
         bits[pos >> 3] |= (uint8_t)(1u << (pos & 7));
         h += delta;
     }
+}
+
+void lsm_bloom_add(char *filter, size_t nbytes, int k, const char *key, size_t key_len)
+{
+    bloom_set((uint8_t *)filter, (uint64_t)nbytes * 8, k,
+              lsm_xxh64_u8((const uint8_t *)key, key_len, 0));
+}
+
+/* The filter of keys given by their hashes (table.c's table_blocks emits
+ * them); lsm_bloom_build is this over the hashes of its keys. */
+int lsm_bloom_build_hashes(const uint64_t *hashes, size_t n, uint32_t bits_per_key, char *out)
+{
+    uint8_t *bits = (uint8_t *)out;
+    size_t nbytes = lsm_bloom_nbytes(n, bits_per_key);
+    int k = lsm_bloom_k(bits_per_key);
+    size_t i;
+
+    memset(bits, 0, nbytes);
+    for (i = 0; i < n; i++)
+        bloom_set(bits, (uint64_t)nbytes * 8, k, hashes[i]);
+    bits[nbytes] = (uint8_t)k;
+    return 0;
 }
 
 int lsm_bloom_build(const char *keys, size_t keys_len, const uint64_t *key_lens, size_t n,

@@ -272,8 +272,9 @@ int lsm_table_blocks(const char *keys, size_t keys_len, const uint64_t *key_lens
                      uint64_t *gp_state, char *out, size_t cap, uint64_t *blocks,
                      char *last_keys, uint64_t *hashes, uint64_t *info);
 
-/* The bloom filter (bloom.c's format) of n keys given by their XXH64
- * hashes, into out (lsm_bloom_nbytes(n, bpk) + 1 bytes).  Returns 0. */
+/* The bloom filter (bloom.c, same format as lsm_bloom_build) of n keys
+ * given by their XXH64 hashes, into out (lsm_bloom_nbytes(n, bpk) + 1
+ * bytes).  Returns 0. */
 int lsm_bloom_build_hashes(const uint64_t *hashes, size_t n, uint32_t bits_per_key, char *out);
 
 /* read path (reader.py / iterators.py): read.c */
