@@ -55,7 +55,7 @@ from bisect import bisect_left, bisect_right
 from itertools import accumulate
 from operator import add as _add
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from blockdev.errors import ArgumentTypeError, CorruptionError, Error, InvalidArgumentError
 from lsm import _native
@@ -712,36 +712,38 @@ class _Output(_OutputFiles):
         self.smallest = self.largest = None
 
 
+def _run_blocks(table_cache: Any, files: Sequence[FileMetaData], raw: bool
+                ) -> Iterator[tuple[str, Any]]:
+    """The data blocks of a sorted run's files, in order, as ``(file name,
+    block)``: ``TableReader.raw_blocks`` items when ``raw``, else decoded
+    ``TableReader.blocks`` items.  Each table is opened (through the table
+    cache) only when the previous one is exhausted."""
+    for f in files:
+        reader = table_cache.get(f.number)
+        for block in (reader.raw_blocks() if raw else reader.blocks()):
+            yield reader.name, block
+
+
 class _Source:
     """One input sorted run read block by block (files of a level in order)."""
 
     def __init__(self, table_cache: Any, files: Sequence[FileMetaData]) -> None:
-        self.table_cache = table_cache
-        self.files = list(files)
-        self.fi = 0
-        self.it: Any = None
+        self.it = _run_blocks(table_cache, files, False)
         self.keys: list[bytes] = []
         self.values: list[bytes] = []
         self.exhausted = False
         self.entries = 0
 
     def _load_block(self) -> bool:
-        while True:
-            if self.it is None:
-                if self.fi >= len(self.files):
-                    self.exhausted = True
-                    return False
-                reader = self.table_cache.get(self.files[self.fi].number)
-                self.fi += 1
-                self.it = iter(reader.blocks())
-            block = next(self.it, None)
-            if block is None:
-                self.it = None
-                continue
-            self.keys.extend(block[0])
-            self.values.extend(block[1])
-            self.entries += len(block[0])
-            return True
+        item = next(self.it, None)
+        if item is None:
+            self.exhausted = True
+            return False
+        block = item[1]
+        self.keys.extend(block[0])
+        self.values.extend(block[1])
+        self.entries += len(block[0])
+        return True
 
     def fill(self, n: int) -> None:
         while not self.exhausted and len(self.keys) < n:
@@ -783,11 +785,7 @@ class _BlockSource:
     ``blocks[i]`` (from the index), so window bounds need no decoding."""
 
     def __init__(self, table_cache: Any, files: Sequence[FileMetaData]) -> None:
-        self.table_cache = table_cache
-        self.files = list(files)
-        self.fi = 0
-        self.it: Any = None
-        self.name = ""
+        self.it = _run_blocks(table_cache, files, True)
         self.blocks: list[bytes] = []
         self.lasts: list[bytes] = []
         self.where: list[tuple[str, int]] = []    # (file, offset) of each held block
@@ -795,25 +793,16 @@ class _BlockSource:
         self.exhausted = False
 
     def _next(self) -> bool:
-        while True:
-            if self.it is None:
-                if self.fi >= len(self.files):
-                    self.exhausted = True
-                    return False
-                reader = self.table_cache.get(self.files[self.fi].number)
-                self.fi += 1
-                self.name = reader.name
-                self.it = reader.raw_blocks()
-            item = next(self.it, None)
-            if item is None:
-                self.it = None
-                continue
-            contents, last_user, offset = item
-            self.blocks.append(contents)
-            self.lasts.append(last_user)
-            self.where.append((self.name, offset))
-            self.held += len(contents)
-            return True
+        item = next(self.it, None)
+        if item is None:
+            self.exhausted = True
+            return False
+        name, (contents, last_user, offset) = item
+        self.blocks.append(contents)
+        self.lasts.append(last_user)
+        self.where.append((name, offset))
+        self.held += len(contents)
+        return True
 
     def fill(self, budget: int, after: bytes | None) -> None:
         """Hold at least ``budget`` bytes and, unless exhausted, a block whose
