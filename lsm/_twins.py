@@ -1603,3 +1603,451 @@ def tables_probe(tables: Sequence[bytes], groups: Sequence[tuple[int, int]], use
                         out.append((base + lo, blk))
         base += count
     return out
+
+
+# ===================================================================== LZ4 and physical blocks
+# (the SSTable block seal/open of lsm/sstable/format.py in bulk; C: native/lz4.c)
+#
+# LZ4 block format (Yann Collet's; no frame, no size prefix) -- a sequence
+# of ``token | literal_len_ext* | literals | offset:u16 LE | match_len_ext*``;
+# token = literal length (high nibble) and match length - 4 (low nibble),
+# a nibble of 15 continuing in extension bytes (each added; 255 = more
+# follow).  A match copies ``match_len`` bytes from ``offset`` (1..65535)
+# bytes back in the output (it may overlap its own output).  The block ends
+# with a sequence that has literals only.
+#
+# The compressor (``lz4_compress``; native/lz4.c is its exact replica, so
+# the two produce identical bytes) is a greedy single-pass matcher:
+#
+# * hash table of LZ4_HASH_SIZE = 4096 entries (the last position seen for
+#   each hash, initially none), hash of the u32 LE word at p:
+#   ``((word * 2654435761) mod 2**32) >> 20``;
+# * inputs shorter than 13 bytes are all literals; otherwise a match may
+#   start at p <= n - 12 and must end at or before n - 5 (the format's
+#   end rules: the last 5 bytes are literals, no match starts in the last
+#   12 bytes);
+# * at p: look up the candidate, store p; a candidate is used when it lies
+#   at most 65535 bytes back and its 4 bytes equal those at p.  Otherwise
+#   advance by ``1 + (misses >> 6)`` (``misses`` counts the failed lookups
+#   since the last match: skip acceleration over incompressible data);
+# * a match is extended forward (longest common run, up to n - 5) and
+#   backward (while the bytes before both sides agree, not before the start
+#   of the pending literals nor before position 0), emitted, and then
+#   position ``end - 2`` is stored in the table and the search resumes at
+#   the match end with ``misses = 0``.
+#
+# Output never exceeds ``lz4_bound(n) = n + n // 255 + 16``.
+#
+# The decoder (``lz4_decompress``) accepts a block only if it produces
+# exactly ``size`` bytes and follows the end rules as the reference LZ4
+# decoder enforces them (a stream ``lz4.block.compress`` writes always
+# does).  Checks, per sequence, in this order, with the error offset in the
+# input (``t`` = offset of the sequence's token):
+#
+#   token or length byte missing                     ERR_LZ4_TRUNCATED [t]
+#   literals run past the input                      ERR_LZ4_LITERALS_OVERRUN [t]
+#   literals run past ``size``                       ERR_LZ4_OUTPUT_OVERRUN [t]
+#   input ends after the literals: output < size     ERR_LZ4_SIZE_MISMATCH [len]
+#     (== size: success)
+#   a match would start in the last 12 bytes of the output (op + 12 > size)
+#   or fewer than 8 input bytes follow the literals  ERR_LZ4_END_LIMIT [t]
+#   offset 0 or more than the output so far          ERR_LZ4_BAD_OFFSET [offset field]
+#   match length byte missing                        ERR_LZ4_TRUNCATED [t]
+#   the match ends in the last 5 bytes of ``size``   ERR_LZ4_MATCH_END [t]
+#
+# A physical block (lsm/sstable/format.py) is ``contents | type:u8 |
+# checksum:u32 LE`` with checksum = XXH64(contents || type) & 0xFFFFFFFF;
+# type 1 contents are ``u32 LE uncompressed length || lz4 block``.
+# ``blocks_seal`` writes what ``make_physical_block`` writes with this
+# module's compressor; ``blocks_open`` checks what ``unwrap_physical_block``
+# checks, in the same order, with the same messages (a decompression
+# failure names this decoder's reason instead of the lz4 package's).
+
+ERR_LZ4_TRUNCATED = -50
+ERR_LZ4_LITERALS_OVERRUN = -51
+ERR_LZ4_OUTPUT_OVERRUN = -52
+ERR_LZ4_SIZE_MISMATCH = -53
+ERR_LZ4_END_LIMIT = -54
+ERR_LZ4_BAD_OFFSET = -55
+ERR_LZ4_MATCH_END = -56
+ERR_PBLOCK_TRUNCATED = -60
+ERR_PBLOCK_CHECKSUM = -61
+ERR_PBLOCK_UNKNOWN_TYPE = -62
+ERR_PBLOCK_LZ4_SHORT = -63
+ERR_PBLOCK_LZ4_SIZE = -64
+
+LZ4_ERRORS: dict[int, str] = {
+    ERR_LZ4_TRUNCATED: "lz4: input ends inside a sequence",
+    ERR_LZ4_LITERALS_OVERRUN: "lz4: literals run past the end of the input",
+    ERR_LZ4_OUTPUT_OVERRUN: "lz4: literals run past the expected size",
+    ERR_LZ4_SIZE_MISMATCH: "lz4: output shorter than the expected size",
+    ERR_LZ4_END_LIMIT: "lz4: sequence continues too close to the end of the block",
+    ERR_LZ4_BAD_OFFSET: "lz4: match offset 0 or before the start of the output",
+    ERR_LZ4_MATCH_END: "lz4: match ends in the last 5 bytes of the expected size",
+}
+ERRORS.update(LZ4_ERRORS)
+
+LZ4_HASH_LOG = 12            # the compressor's parameters (C and twin must agree)
+LZ4_HASH_SIZE = 1 << LZ4_HASH_LOG
+LZ4_HASH_PRIME = 2654435761
+LZ4_MIN_MATCH = 4            # do not change: LZ4 block format
+LZ4_MFLIMIT = 12             # do not change: LZ4 block format (no match starts in the last 12)
+LZ4_LAST_LITERALS = 5        # do not change: LZ4 block format (the last 5 bytes are literals)
+LZ4_MAX_OFFSET = 65535       # do not change: LZ4 block format
+LZ4_SKIP_SHIFT = 6
+LZ4_MAX_INPUT = 0x7E000000   # the largest input (and expected size) accepted
+PBLOCK_TRAILER = 5           # do not change: on-disk (lsm/sstable/format.py BLOCK_TRAILER_SIZE)
+_HASH_SHIFT = 32 - LZ4_HASH_LOG
+
+
+def lz4_bound(n: int) -> int:
+    """The largest output ``lz4_compress`` can produce for ``n`` bytes."""
+    return n + n // 255 + 16
+
+
+def _lz4_ext(out: bytearray, v: int) -> None:
+    """Append the extension bytes of a length nibble of 15 (``v`` = length - 15)."""
+    q, r = divmod(v, 255)
+    if q:
+        out += b"\xff" * q
+    out.append(r)
+
+
+def _lz4_common(src: bytes, a: int, b: int, limit: int) -> int:
+    """Length of the common run of ``src[a:]`` and ``src[b:]``, at most
+    ``limit`` (slice comparisons: chunks doubling from 8, then a binary
+    search inside the first chunk that differs).  O(result + log)."""
+    m = 0
+    k = 8
+    while m < limit:
+        c = k if k < limit - m else limit - m
+        if src[a + m:a + m + c] == src[b + m:b + m + c]:
+            m += c
+            if k < 4096:
+                k <<= 1
+            continue
+        lo, hi = 0, c        # prefix lo agrees, prefix hi does not
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            if src[a + m:a + m + mid] == src[b + m:b + m + mid]:
+                lo = mid
+            else:
+                hi = mid
+        return m + lo
+    return m
+
+
+def _lz4_compress(src: bytes) -> bytes:
+    """The compressor (algorithm above).  O(n)."""
+    n = len(src)
+    out = bytearray()
+    anchor = 0
+    if n >= LZ4_MFLIMIT + 1:
+        table = [-1] * LZ4_HASH_SIZE
+        unpack = _U32.unpack_from
+        limit = n - LZ4_MFLIMIT          # last position a match may start at
+        mlimit = n - LZ4_LAST_LITERALS   # a match ends at or before this
+        p = 0
+        misses = 0
+        while p <= limit:
+            seq = unpack(src, p)[0]
+            h = ((seq * LZ4_HASH_PRIME) & 0xFFFFFFFF) >> _HASH_SHIFT
+            ref = table[h]
+            table[h] = p
+            if ref < 0 or p - ref > LZ4_MAX_OFFSET or unpack(src, ref)[0] != seq:
+                p += 1 + (misses >> LZ4_SKIP_SHIFT)
+                misses += 1
+                continue
+            end = p + 4 + _lz4_common(src, ref + 4, p + 4, mlimit - p - 4)
+            s = p
+            r = ref
+            while s > anchor and r > 0 and src[s - 1] == src[r - 1]:
+                s -= 1
+                r -= 1
+            lit = s - anchor
+            ml = end - s - LZ4_MIN_MATCH
+            off = p - ref
+            out.append(((15 if lit >= 15 else lit) << 4) | (15 if ml >= 15 else ml))
+            if lit >= 15:
+                _lz4_ext(out, lit - 15)
+            out += src[anchor:s]
+            out.append(off & 0xFF)
+            out.append(off >> 8)
+            if ml >= 15:
+                _lz4_ext(out, ml - 15)
+            anchor = p = end
+            misses = 0
+            q = p - 2
+            table[((unpack(src, q)[0] * LZ4_HASH_PRIME) & 0xFFFFFFFF) >> _HASH_SHIFT] = q
+    lit = n - anchor
+    out.append((15 if lit >= 15 else lit) << 4)
+    if lit >= 15:
+        _lz4_ext(out, lit - 15)
+    out += src[anchor:]
+    return bytes(out)
+
+
+def _lz4_decompress(src: Any, size: int) -> tuple[int, Any]:
+    """Decode an LZ4 block that must produce ``size`` bytes (checks above).
+    ``src``: bytes or a memoryview.  Returns ``(0, output bytearray)`` or
+    ``(error code, input offset)``.  O(n + size)."""
+    n = len(src)
+    out = bytearray()
+    op = 0
+    ip = 0
+    while True:
+        t = ip
+        if ip >= n:
+            return ERR_LZ4_TRUNCATED, t
+        token = src[ip]
+        ip += 1
+        lit = token >> 4
+        if lit == 15:
+            while True:
+                if ip >= n:
+                    return ERR_LZ4_TRUNCATED, t
+                b = src[ip]
+                ip += 1
+                lit += b
+                if b != 255:
+                    break
+        if lit > n - ip:
+            return ERR_LZ4_LITERALS_OVERRUN, t
+        if lit > size - op:
+            return ERR_LZ4_OUTPUT_OVERRUN, t
+        if lit:
+            out += src[ip:ip + lit]
+            ip += lit
+            op += lit
+        if ip == n:
+            if op != size:
+                return ERR_LZ4_SIZE_MISMATCH, n
+            return 0, out
+        if op + LZ4_MFLIMIT > size or n - ip < 8:
+            return ERR_LZ4_END_LIMIT, t
+        off = src[ip] | (src[ip + 1] << 8)
+        if off == 0 or off > op:
+            return ERR_LZ4_BAD_OFFSET, ip
+        ip += 2
+        ml = token & 15
+        if ml == 15:
+            while True:
+                if ip >= n:
+                    return ERR_LZ4_TRUNCATED, t
+                b = src[ip]
+                ip += 1
+                ml += b
+                if b != 255:
+                    break
+        ml += LZ4_MIN_MATCH
+        if op + ml + LZ4_LAST_LITERALS > size:
+            return ERR_LZ4_MATCH_END, t
+        start = op - off
+        if off >= ml:
+            out += out[start:start + ml]
+        else:
+            pattern = out[start:]
+            out += (pattern * (ml // off + 1))[:ml]
+        op += ml
+
+
+def check_lz4_compress_args(data: Any) -> bytes:
+    """Validate ``lz4_compress``'s argument; return it as bytes."""
+    data = check_buffer(data, "data")
+    if len(data) > LZ4_MAX_INPUT:
+        raise InvalidArgumentError(f"data must be at most {LZ4_MAX_INPUT} bytes, got {len(data)}")
+    return data
+
+
+def lz4_compress(data: bytes) -> bytes:
+    """``data`` as one LZ4 block (raw: no size prefix; the algorithm above),
+    decodable by ``lz4.block.decompress(data, uncompressed_size=len)``.
+
+    Requires: ``data`` bytes-like, at most LZ4_MAX_INPUT bytes.  The output
+    is at most ``lz4_bound(len(data))`` bytes.  O(n)."""
+    return _lz4_compress(check_lz4_compress_args(data))
+
+
+def check_lz4_decompress_args(data: Any, size: Any) -> bytes:
+    """Validate ``lz4_decompress``'s arguments in order; return ``data`` as bytes."""
+    data = check_buffer(data, "data")
+    check_int(size, "size", 0, LZ4_MAX_INPUT)
+    return data
+
+
+def lz4_decompress(data: bytes, size: int) -> bytes:
+    """Decode the raw LZ4 block ``data`` into exactly ``size`` bytes.
+
+    Requires: ``data`` bytes-like, ``0 <= size <= LZ4_MAX_INPUT``.  A block
+    that breaks the checks above raises ``CorruptionError(LZ4_ERRORS[code],
+    None, input offset)``.  O(len(data) + size)."""
+    data = check_lz4_decompress_args(data, size)
+    rc, res = _lz4_decompress(data, size)
+    if rc:
+        raise corruption(rc, res)
+    return bytes(res)
+
+
+PBLOCK_ERRORS: dict[int, str] = {
+    ERR_PBLOCK_TRUNCATED: "sstable: block of {size} bytes is truncated",
+    ERR_PBLOCK_CHECKSUM: "sstable: block checksum mismatch",
+    ERR_PBLOCK_UNKNOWN_TYPE: "sstable: unknown compression type {detail}",
+    ERR_PBLOCK_LZ4_SHORT: "sstable: lz4 block too short",
+    ERR_PBLOCK_LZ4_SIZE: "sstable: lz4 block declares an impossible size",
+}
+
+
+def pblock_corruption(code: int, block: int, detail: int, size: int, name: Optional[str],
+                      offset: int) -> CorruptionError:
+    """The CorruptionError of ``blocks_open`` (both implementations use it):
+    block number ``block`` (``block_index`` attribute), of handle size
+    ``size``, at file offset ``offset``; ``detail`` is the compression type
+    (ERR_PBLOCK_UNKNOWN_TYPE) or, for an LZ4 code, the error offset inside
+    the block's stored contents (4 + the decoder's input offset)."""
+    if code in LZ4_ERRORS:
+        msg = f"sstable: lz4 decompression failed ({LZ4_ERRORS[code]} at byte {detail})"
+    else:
+        msg = PBLOCK_ERRORS[code].format(size=size, detail=detail)
+    exc = CorruptionError(msg, name, offset)
+    exc.block_index = block  # type: ignore[attr-defined]
+    return exc
+
+
+def _check_q_array(obj: Any, name: str) -> Any:
+    if not isinstance(obj, _array) or obj.typecode != "Q":
+        raise ArgumentTypeError(f"{name} must be an array('Q'), not {type(obj).__name__}")
+    return obj
+
+
+def check_blocks_seal_args(data: Any, ends: Any, compress: Any) -> bytes:
+    """Validate ``blocks_seal``'s arguments in order; return ``data`` as bytes."""
+    data = check_buffer(data, "data")
+    _check_q_array(ends, "ends")
+    if not isinstance(compress, bool):
+        raise ArgumentTypeError(f"compress must be a bool, not {type(compress).__name__}")
+    prev = 0
+    for e in ends:
+        if e < prev:
+            raise InvalidArgumentError("ends must not descend")
+        if compress and e - prev > LZ4_MAX_INPUT:
+            raise InvalidArgumentError(f"a block to compress must be at most {LZ4_MAX_INPUT} bytes")
+        prev = e
+    if prev != len(data):
+        raise InvalidArgumentError(f"ends must finish at len(data) = {len(data)}, not {prev}")
+    return data
+
+
+def blocks_seal_bound(data_len: int, nblocks: int) -> int:
+    """Room ``lsm_blocks_seal`` needs for ``nblocks`` blocks of ``data_len``
+    bytes in all (the C binding's output buffer size)."""
+    return data_len + data_len // 255 + 5 * nblocks + 32
+
+
+def blocks_seal(data: bytes, ends: Any, compress: bool) -> tuple[bytes, Any]:
+    """Seal ``nblocks = len(ends)`` data blocks into physical blocks: block
+    i's contents are ``data[ends[i-1]:ends[i]]`` (``ends[-1]`` taken as 0).
+    Each is emitted as ``make_physical_block(contents, compress)`` emits it
+    (lsm/sstable/format.py), with this module's LZ4 compressor: when
+    ``compress`` and the contents have at least 64 bytes, ``packed =
+    u32le(len) || lz4_compress(contents)`` is stored (type 1) if
+    ``len(packed) <= len - len // 8``, else the contents (type 0); then the
+    type byte and ``u32le(XXH64(stored || type) & 0xFFFFFFFF)``.
+
+    Returns the physical blocks back to back and ``array('Q')`` of the
+    stored sizes (the handle sizes, without the 5-byte trailers).
+
+    Requires: ``data`` bytes-like; ``ends`` an ``array('Q')``, not
+    descending, ending at ``len(data)`` (empty for no blocks); ``compress`` a
+    bool.  O(len(data)).
+    """
+    data = check_blocks_seal_args(data, ends, compress)
+    out: list[bytes] = []
+    sizes = _array("Q")
+    pack32 = _U32.pack
+    start = 0
+    for end in ends:
+        contents = data[start:end]
+        n = end - start
+        start = end
+        body = b""
+        if compress and n >= 64:
+            packed = pack32(n) + _lz4_compress(contents)
+            if len(packed) <= n - (n >> 3):
+                body = packed + b"\x01"
+        if not body:
+            body = contents + b"\x00"
+        out.append(body)
+        out.append(pack32(_xxh64(body, 0) & 0xFFFFFFFF))
+        sizes.append(len(body) - 1)
+    return b"".join(out), sizes
+
+
+def check_blocks_open_args(buf: Any, offsets: Any, sizes: Any, verify: Any, name: Any,
+                           base_offset: Any) -> bytes:
+    """Validate ``blocks_open``'s arguments in order; return ``buf`` as bytes."""
+    buf = check_buffer(buf, "buf")
+    _check_q_array(offsets, "offsets")
+    _check_q_array(sizes, "sizes")
+    if len(offsets) != len(sizes):
+        raise InvalidArgumentError(
+            f"offsets has {len(offsets)} items but sizes has {len(sizes)}")
+    if not isinstance(verify, bool):
+        raise ArgumentTypeError(f"verify must be a bool, not {type(verify).__name__}")
+    if not isinstance(name, str):
+        raise ArgumentTypeError(f"name must be a str, not {type(name).__name__}")
+    check_int(base_offset, "base_offset", 0, _M64)
+    return buf
+
+
+def blocks_open(buf: bytes, offsets: Any, sizes: Any, verify: bool, name: str,
+                base_offset: int) -> tuple[bytes, Any]:
+    """Check and decompress physical blocks read together: block i is
+    ``buf[offsets[i] : offsets[i] + sizes[i] + 5]`` (contents and trailer;
+    ``sizes[i]`` is the handle size).  Each block goes through the checks
+    of ``unwrap_physical_block`` in its order: truncated (the slice is
+    short), checksum mismatch (when ``verify``), then by type: 0 stored,
+    1 LZ4 (shorter than 4 bytes; declared size > 255 * size + 64; the
+    decoder's checks), other: unknown compression type.
+
+    Returns the contents of all blocks back to back and ``ends``
+    (``array('Q')``: block i is ``contents[ends[i-1]:ends[i]]``).  The first
+    failing block raises ``pblock_corruption(code, i, detail, sizes[i],
+    name, base_offset + offsets[i])``: the message of
+    ``unwrap_physical_block``, file ``name``, offset the block's file offset.
+
+    Requires: ``buf`` bytes-like; ``offsets`` / ``sizes`` ``array('Q')`` of
+    the same length; ``verify`` a bool; ``name`` a str; ``0 <= base_offset
+    < 2**64``.  O(bytes read + bytes produced).
+    """
+    buf = check_blocks_open_args(buf, offsets, sizes, verify, name, base_offset)
+    view = memoryview(buf)
+    blen = len(buf)
+    parts: list[Any] = []
+    ends = _array("Q")
+    total = 0
+    for i, (off, size) in enumerate(zip(offsets, sizes)):
+        if off > blen or size + PBLOCK_TRAILER > blen - off:
+            raise pblock_corruption(ERR_PBLOCK_TRUNCATED, i, 0, size, name, base_offset + off)
+        if verify and (_xxh64(buf[off:off + size + 1], 0) & 0xFFFFFFFF
+                       != _U32.unpack_from(buf, off + size + 1)[0]):
+            raise pblock_corruption(ERR_PBLOCK_CHECKSUM, i, 0, size, name, base_offset + off)
+        ctype = buf[off + size]
+        if ctype == 0:
+            parts.append(view[off:off + size])
+            total += size
+        elif ctype == 1:
+            if size < 4:
+                raise pblock_corruption(ERR_PBLOCK_LZ4_SHORT, i, 0, size, name, base_offset + off)
+            declared = _U32.unpack_from(buf, off)[0]
+            if declared > 255 * size + 64:
+                raise pblock_corruption(ERR_PBLOCK_LZ4_SIZE, i, 0, size, name, base_offset + off)
+            rc, res = _lz4_decompress(view[off + 4:off + size], declared)
+            if rc:
+                raise pblock_corruption(rc, i, 4 + res, size, name, base_offset + off)
+            parts.append(res)
+            total += declared
+        else:
+            raise pblock_corruption(ERR_PBLOCK_UNKNOWN_TYPE, i, ctype, size, name,
+                                    base_offset + off)
+        ends.append(total)
+    return b"".join(parts), ends
