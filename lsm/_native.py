@@ -868,3 +868,182 @@ if _read_api is not None and not hasattr(_read_api, "tables_probe"):
         _read_api = None
 tables_probe = (_read_api.tables_probe if _impl is not _twins and _read_api is not None
                 else _twins.tables_probe)
+
+
+# ===================================================================== LZ4 and physical blocks
+# (lsm/sstable/format.py's block seal/open in bulk; C: native/lz4.c).  Kept
+# apart from FUNCTIONS / C_FUNCTIONS like the read path: LZ4_FUNCTIONS are
+# exported here, LZ4_C_FUNCTIONS are checked the same way (a build lacking
+# one leaves these functions on the twins, with one warning).
+
+LZ4_FUNCTIONS = ("lz4_compress", "lz4_decompress", "blocks_seal", "blocks_open")
+LZ4_C_FUNCTIONS = ("lsm_lz4_compress", "lsm_lz4_decompress", "lsm_blocks_seal",
+                   "lsm_blocks_open")
+lz4_bound = _twins.lz4_bound
+blocks_seal_bound = _twins.blocks_seal_bound
+__all__ += list(LZ4_FUNCTIONS)
+
+_LZ4_MAX = _twins.LZ4_MAX_INPUT
+_LZ4_POOL_MAX_BYTES = 4 << 20   # scratch buffers up to this size are kept ...
+_LZ4_POOL_LEN = 4               # ... at most this many of them
+_PBLOCK_CODES = frozenset(_twins.PBLOCK_ERRORS) | frozenset(_twins.LZ4_ERRORS)
+
+
+def _plain_buffer(obj: Any) -> bool:
+    """``obj`` can go to C as is: bytes, bytearray, or a 1-D contiguous
+    memoryview of single bytes."""
+    t = type(obj)
+    if t is bytes or t is bytearray:
+        return True
+    return t is memoryview and obj.ndim == 1 and obj.itemsize == 1 and obj.c_contiguous
+
+
+def _make_lz4_api(api: Any) -> None:
+    """Add the C-backed LZ4 / physical-block functions to namespace ``api``.
+    Raises ImportError for a build lacking one of LZ4_C_FUNCTIONS.
+
+    Scratch outputs come from a pool of char[] buffers (powers of two, at
+    least 4 KiB; up to _LZ4_POOL_LEN buffers of at most _LZ4_POOL_MAX_BYTES
+    are kept), so a call allocates only the ``bytes`` it returns."""
+    ffi, lib = api.ffi, api.lib
+    missing = [name for name in LZ4_C_FUNCTIONS if not hasattr(lib, name)]
+    if missing:
+        raise ImportError(f"lsm._lsm_c is a stale build (no {', '.join(missing)}); "
+                          "rebuild it: python native/build.py")
+    c_compress = lib.lsm_lz4_compress
+    c_decompress = lib.lsm_lz4_decompress
+    c_seal = lib.lsm_blocks_seal
+    c_open = lib.lsm_blocks_open
+    alloc = ffi.new_allocator(should_clear_after_alloc=False)
+    from_buffer = ffi.from_buffer
+    cunpack = ffi.unpack
+    NULL = ffi.NULL
+    pool: list = []
+    errs: list = []
+    ERR_INVALID = _twins.ERR_INVALID
+
+    def take(n: int) -> Any:
+        """A char[] of at least ``n`` bytes (pooled when one is big enough)."""
+        if pool:
+            buf = pool.pop()
+            if len(buf) >= n:
+                return buf
+            give(buf)
+        size = _SCRATCH_MIN
+        while size < n:
+            size *= 2
+        return alloc("char[]", size)
+
+    def give(buf: Any) -> None:
+        if len(buf) <= _LZ4_POOL_MAX_BYTES and len(pool) < _LZ4_POOL_LEN:
+            pool.append(buf)
+
+    def u64(values: Any) -> Any:
+        return from_buffer("uint64_t[]", values) if len(values) else NULL
+
+    def lz4_compress(data: bytes) -> bytes:
+        """See ``lsm._twins.lz4_compress``."""
+        if not _plain_buffer(data) or len(data) > _LZ4_MAX:
+            data = _twins.check_lz4_compress_args(data)
+        n = len(data)
+        cap = n + n // 255 + 16
+        out = take(cap)
+        rc = c_compress(from_buffer(data) if type(data) is not bytes else data, n, out, cap)
+        if rc < 0:
+            raise _error(rc, 0)
+        res = cunpack(out, rc)
+        give(out)
+        return res
+
+    def lz4_decompress(data: bytes, size: int) -> bytes:
+        """See ``lsm._twins.lz4_decompress``."""
+        if not _plain_buffer(data) or type(size) is not int or not 0 <= size <= _LZ4_MAX:
+            data = _twins.check_lz4_decompress_args(data, size)
+        out = take(size)
+        err = errs.pop() if errs else alloc("size_t[2]")
+        rc = c_decompress(from_buffer(data) if type(data) is not bytes else data, len(data),
+                          out, size, err)
+        if rc < 0:
+            raise _error(rc, err[0])
+        res = cunpack(out, size)
+        give(out)
+        errs.append(err)
+        return res
+
+    def blocks_seal(data: bytes, ends: Any, compress: bool) -> tuple[bytes, Any]:
+        """See ``lsm._twins.blocks_seal``."""
+        if not (_plain_buffer(data) and type(ends) is array and ends.typecode == "Q"
+                and type(compress) is bool):
+            data = _twins.check_blocks_seal_args(data, ends, compress)
+        n = len(ends)
+        cap = len(data) + len(data) // 255 + 5 * n + 32    # blocks_seal_bound
+        out = take(cap)
+        sizes = array("Q", bytes(8 * n))
+        rc = c_seal(from_buffer(data) if type(data) is not bytes else data, len(data),
+                    u64(ends), n, 1 if compress else 0, out, cap, u64(sizes))
+        if rc < 0:
+            if rc == ERR_INVALID:
+                _twins.check_blocks_seal_args(data, ends, compress)   # raises
+            raise _error(rc, 0)
+        res = cunpack(out, rc)
+        give(out)
+        return res, sizes
+
+    def blocks_open(buf: bytes, offsets: Any, sizes: Any, verify: bool, name: str,
+                    base_offset: int) -> tuple[bytes, Any]:
+        """See ``lsm._twins.blocks_open``."""
+        if not (_plain_buffer(buf) and type(offsets) is array and offsets.typecode == "Q"
+                and type(sizes) is array and sizes.typecode == "Q"
+                and len(offsets) == len(sizes) and type(verify) is bool and type(name) is str
+                and type(base_offset) is int and 0 <= base_offset <= _M64):
+            buf = _twins.check_blocks_open_args(buf, offsets, sizes, verify, name, base_offset)
+        n = len(sizes)
+        cbuf = from_buffer(buf) if type(buf) is not bytes else buf
+        ends = array("Q", bytes(8 * n))
+        err = errs.pop() if errs else alloc("size_t[2]")
+        # first guess: 3x the stored bytes (damaged sizes: at most 4x buf)
+        out = take(min(3 * sum(sizes), 4 * len(buf)) + 256)
+        cap = len(out)
+        rc = c_open(cbuf, len(buf), u64(offsets), u64(sizes), n, 1 if verify else 0,
+                    out, cap, u64(ends), err)
+        if rc > cap:
+            give(out)
+            out = take(rc)
+            cap = len(out)
+            rc = c_open(cbuf, len(buf), u64(offsets), u64(sizes), n, 1 if verify else 0,
+                        out, cap, u64(ends), err)
+        if rc < 0:
+            if rc in _PBLOCK_CODES:
+                i = err[0]
+                raise _twins.pblock_corruption(rc, i, err[1], sizes[i], name,
+                                               base_offset + offsets[i])
+            raise _error(rc, 0)
+        if rc > cap:    # the buffers changed under the call (another thread)
+            raise RuntimeError("blocks_open: the input changed during the call")
+        res = cunpack(out, rc)
+        give(out)
+        errs.append(err)
+        return res, ends
+
+    api.lz4_compress = lz4_compress
+    api.lz4_decompress = lz4_decompress
+    api.blocks_seal = blocks_seal
+    api.blocks_open = blocks_open
+
+
+_lz4_api = c_api()
+if _lz4_api is not None and not hasattr(_lz4_api, "lz4_compress"):
+    try:
+        _make_lz4_api(_lz4_api)
+    except ImportError as _exc:
+        if _impl is not _twins and os.environ.get("LSM_REQUIRE_NATIVE") == "1":
+            raise
+        if _impl is not _twins:
+            warnings.warn(f"superdisk-lsm: {_exc}; LZ4 and physical blocks use the twins",
+                          RuntimeWarning, stacklevel=2)
+        _lz4_api = None
+_lz4_impl: Any = _lz4_api if _impl is not _twins and _lz4_api is not None else _twins
+lz4_compress = _lz4_impl.lz4_compress
+lz4_decompress = _lz4_impl.lz4_decompress
+blocks_seal = _lz4_impl.blocks_seal
+blocks_open = _lz4_impl.blocks_open

@@ -1655,6 +1655,11 @@ def tables_probe(tables: Sequence[bytes], groups: Sequence[tuple[int, int]], use
 #   match length byte missing                        ERR_LZ4_TRUNCATED [t]
 #   the match ends in the last 5 bytes of ``size``   ERR_LZ4_MATCH_END [t]
 #
+# Before all these: ``size == 0`` with input other than ``b""`` (then
+# ERR_LZ4_TRUNCATED [0]) or ``b"\x00"`` is ERR_LZ4_EMPTY [0] (the reference
+# decoder's rule for an empty output; otherwise it ignores the match
+# nibble of the last token, and so does this decoder).
+#
 # A physical block (lsm/sstable/format.py) is ``contents | type:u8 |
 # checksum:u32 LE`` with checksum = XXH64(contents || type) & 0xFFFFFFFF;
 # type 1 contents are ``u32 LE uncompressed length || lz4 block``.
@@ -1670,6 +1675,7 @@ ERR_LZ4_SIZE_MISMATCH = -53
 ERR_LZ4_END_LIMIT = -54
 ERR_LZ4_BAD_OFFSET = -55
 ERR_LZ4_MATCH_END = -56
+ERR_LZ4_EMPTY = -57
 ERR_PBLOCK_TRUNCATED = -60
 ERR_PBLOCK_CHECKSUM = -61
 ERR_PBLOCK_UNKNOWN_TYPE = -62
@@ -1684,6 +1690,7 @@ LZ4_ERRORS: dict[int, str] = {
     ERR_LZ4_END_LIMIT: "lz4: sequence continues too close to the end of the block",
     ERR_LZ4_BAD_OFFSET: "lz4: match offset 0 or before the start of the output",
     ERR_LZ4_MATCH_END: "lz4: match ends in the last 5 bytes of the expected size",
+    ERR_LZ4_EMPTY: "lz4: a block of 0 bytes must be the single byte 00",
 }
 ERRORS.update(LZ4_ERRORS)
 
@@ -1792,6 +1799,8 @@ def _lz4_decompress(src: Any, size: int) -> tuple[int, Any]:
     ``src``: bytes or a memoryview.  Returns ``(0, output bytearray)`` or
     ``(error code, input offset)``.  O(n + size)."""
     n = len(src)
+    if size == 0 and n > 0 and (n != 1 or src[0] != 0):
+        return ERR_LZ4_EMPTY, 0
     out = bytearray()
     op = 0
     ip = 0

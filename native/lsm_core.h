@@ -55,6 +55,21 @@
 /* read path (read.c): a malformed probe blob (lsm_tables_probe). */
 #define LSM_ERR_PROBE_HEADER            (-40)
 #define LSM_ERR_PROBE_KEY_END           (-41)
+/* LZ4 decoder (lz4.c, lsm_lz4_decompress / lsm_blocks_open). */
+#define LSM_ERR_LZ4_TRUNCATED           (-50)
+#define LSM_ERR_LZ4_LITERALS_OVERRUN    (-51)
+#define LSM_ERR_LZ4_OUTPUT_OVERRUN      (-52)
+#define LSM_ERR_LZ4_SIZE_MISMATCH       (-53)
+#define LSM_ERR_LZ4_END_LIMIT           (-54)
+#define LSM_ERR_LZ4_BAD_OFFSET          (-55)
+#define LSM_ERR_LZ4_MATCH_END           (-56)
+#define LSM_ERR_LZ4_EMPTY               (-57)
+/* SSTable physical blocks (lz4.c, lsm_blocks_open). */
+#define LSM_ERR_PBLOCK_TRUNCATED        (-60)
+#define LSM_ERR_PBLOCK_CHECKSUM         (-61)
+#define LSM_ERR_PBLOCK_UNKNOWN_TYPE     (-62)
+#define LSM_ERR_PBLOCK_LZ4_SHORT        (-63)
+#define LSM_ERR_PBLOCK_LZ4_SIZE         (-64)
 
 /* CDEF BEGIN: everything from here to CDEF END is given to cffi's cdef
  * (plain prototypes only, no macros). */
@@ -293,6 +308,52 @@ int64_t lsm_tables_probe(const char *const *tabs, const uint64_t *tab_lens, size
                          const uint32_t *groups, size_t ngroups,
                          const char *user_key, size_t key_len, uint64_t read_seq,
                          uint32_t *out, size_t cap, size_t *err);
+
+/* ---- LZ4 and SSTable physical blocks (lz4.c).  Reference semantics, the
+ * compressor's exact algorithm, the decoder's checks and error offsets: the
+ * section "LZ4 and physical blocks" at the end of lsm/_twins.py. */
+
+/* Compress src[0..n) into one raw LZ4 block (no size prefix) at dst.
+ * Requires cap >= n + n / 255 + 16 (else LSM_ERR_INVALID) and n <=
+ * 0x7E000000 (else LSM_ERR_TOO_LARGE).  Returns the compressed length.
+ * Deterministic: byte-identical to the twin lz4_compress. */
+int64_t lsm_lz4_compress(const char *src, size_t n, char *dst, size_t cap);
+
+/* Decode the raw LZ4 block src[0..n) into dst, which has room for exactly
+ * expected bytes.  Returns expected on success; LSM_ERR_LZ4_* with *err =
+ * the input offset of the problem on malformed input (never reads or
+ * writes outside the buffers); LSM_ERR_INVALID when expected >
+ * 0x7E000000. */
+int64_t lsm_lz4_decompress(const char *src, size_t n, char *dst, size_t expected, size_t *err);
+
+/* Seal nblocks data blocks (block i = data[ends[i-1] .. ends[i]), ends[-1]
+ * = 0) into physical blocks, back to back in out, as make_physical_block
+ * (lsm/sstable/format.py) does with this compressor: with compress and at
+ * least 64 bytes, u32le(len) || lz4 when that is <= len - len / 8 (type 1),
+ * else the contents (type 0); then the type byte and u32le(XXH64(stored ||
+ * type) & 0xFFFFFFFF).  sizes[i] = stored size (the handle size).  Requires
+ * cap >= data_len + data_len / 255 + 5 * nblocks + 32 (else
+ * LSM_ERR_TOO_LARGE).  Returns the total length, or LSM_ERR_INVALID when
+ * ends descend, do not end at data_len, or a block to compress exceeds
+ * 0x7E000000 bytes. */
+int64_t lsm_blocks_seal(const char *data, size_t data_len, const uint64_t *ends, size_t nblocks,
+                        int compress, char *out, size_t cap, uint64_t *sizes);
+
+/* Open nblocks physical blocks: block i is buf[offsets[i] .. offsets[i] +
+ * sizes[i] + 5) (contents and trailer).  Each gets unwrap_physical_block's
+ * checks in its order (truncated; checksum when verify; type: 0 stored, 1
+ * LZ4 -- shorter than 4, declared size > 255 * size + 64, the decoder's
+ * checks -- else unknown) and its contents are appended to out; ends[i] =
+ * end offset of block i in out.  Returns the total length when it fits cap;
+ * when it does not, a value > cap: the room needed for every block up to
+ * the first one that fails a check that needs no decoding (call again with
+ * that capacity; out and ends are then meaningless).  Errors:
+ * LSM_ERR_PBLOCK_* or LSM_ERR_LZ4_* with err[0] = block index and err[1] =
+ * the compression type (LSM_ERR_PBLOCK_UNKNOWN_TYPE) or 4 + the decoder's
+ * input offset (LSM_ERR_LZ4_*). */
+int64_t lsm_blocks_open(const char *buf, size_t buf_len, const uint64_t *offsets,
+                        const uint64_t *sizes, size_t nblocks, int verify, char *out,
+                        size_t cap, uint64_t *ends, size_t *err);
 
 /* CDEF END */
 
