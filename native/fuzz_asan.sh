@@ -6,5 +6,5 @@ cd "$(dirname "$0")"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 cc -std=c99 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -Wall \
-   fuzz_main.c xxh64.c block.c bloom.c merge.c log.c -o "$out/fuzz"
+   fuzz_main.c xxh64.c block.c bloom.c merge.c log.c lz4.c -o "$out/fuzz"
 "$out/fuzz" "${1:-200000}"

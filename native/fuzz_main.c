@@ -7,6 +7,10 @@
  * lsm_block_encode) with random damage.  Merge: random runs whose keys are
  * random bytes, half of them sorted.  Log records and batches: random
  * payloads at random block offsets into buffers of exactly the bound.
+ * LZ4 (lz4.c): round trips through exactly-sized buffers, damaged streams
+ * decoded into buffers of exactly the expected size, physical blocks sealed
+ * into exactly the documented bound and opened, damaged, with small and
+ * exact capacities.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +159,145 @@ static void fuzz_records(void)
     free(b);
 }
 
+/* Compressible random data: pieces of a small pool, repeated. */
+static size_t lz4_data(char *buf, size_t cap)
+{
+    char pool[8][24];
+    size_t plen[8], n = 0, i, want = rnd() % cap;
+    for (i = 0; i < 8; i++) {
+        size_t j;
+        plen[i] = 1 + rnd() % 24;
+        for (j = 0; j < plen[i]; j++)
+            pool[i][j] = (char)(rnd() % 4 == 0 ? rnd() : 'a' + i);
+    }
+    while (n < want) {
+        size_t p = rnd() % 8, k = 1 + rnd() % 6;
+        while (k-- > 0 && n + plen[p] <= want) {
+            memcpy(buf + n, pool[p], plen[p]);
+            n += plen[p];
+        }
+        if (rnd() % 32 == 0)
+            break;
+    }
+    return n;
+}
+
+static void fuzz_lz4(void)
+{
+    char data[3000];
+    size_t n = lz4_data(data, sizeof data), bound = n + n / 255 + 16, err, d;
+    char *src = dup_exact(data, n), *comp = malloc(bound), *back = malloc(n ? n : 1);
+    int64_t clen = lsm_lz4_compress(src, n, comp, bound), r;
+    if (clen < 0 || (size_t)clen > bound)
+        abort();
+    if (lsm_lz4_decompress(comp, (size_t)clen, back, n, &err) != (int64_t)n ||
+        memcmp(back, data, n) != 0) {
+        fprintf(stderr, "lz4 round trip failed\n");
+        abort();
+    }
+    {
+        /* damage, then decode into a buffer of exactly the claimed size */
+        size_t blen = (size_t)clen, size = n;
+        char *bad = dup_exact(comp, blen), *o;
+        for (d = 1 + rnd() % 3; d-- > 0;) {
+            switch (rnd() % 4) {
+            case 0:
+                if (blen)
+                    bad[rnd() % blen] = (char)rnd();
+                break;
+            case 1:
+                blen = blen ? rnd() % blen : 0;
+                break;
+            case 2:
+                size = rnd() % (n + 40);
+                break;
+            default:
+                if (blen)
+                    bad[rnd() % blen] ^= (char)(1 << (rnd() % 8));
+            }
+        }
+        {
+            char *exact = dup_exact(bad, blen);
+            o = malloc(size ? size : 1);
+            r = lsm_lz4_decompress(exact, blen, o, size, &err);
+            if (r >= 0 ? r != (int64_t)size : err > blen)
+                abort();
+            free(o);
+            free(exact);
+        }
+        free(bad);
+    }
+    {
+        /* physical blocks: up to 4 blocks cut from data, sealed into exactly
+         * the bound, opened (damaged or not) with random capacities */
+        uint64_t ends[4], sizes[4], offs[4], oends[4];
+        size_t nb = rnd() % 5, b, cap = n + n / 255 + 5 * nb + 32, total = 0, e[2];
+        char *out = malloc(cap), *phys, *dst;
+        int64_t plen, need;
+        int damaged = 0;
+        for (b = 0; b < nb; b++)
+            ends[b] = b + 1 == nb ? n : (n ? rnd() % (n + 1) : 0);
+        for (b = 1; b < nb; b++)   /* sort */
+            if (ends[b] < ends[b - 1]) {
+                size_t c = b;
+                while (c > 0 && ends[c] < ends[c - 1]) {
+                    uint64_t t = ends[c];
+                    ends[c] = ends[c - 1];
+                    ends[c - 1] = t;
+                    c--;
+                }
+            }
+        if (nb && ends[nb - 1] != n)
+            abort();
+        plen = lsm_blocks_seal(src, nb ? n : 0, ends, nb, (int)(rnd() & 1), out, nb ? cap : 32, sizes);
+        if (plen < 0 || (size_t)plen > cap)
+            abort();
+        for (b = 0; b < nb; b++) {
+            offs[b] = total;
+            total += sizes[b] + 5;
+        }
+        if (total != (size_t)plen)
+            abort();
+        if (rnd() % 2 && plen > 0) {
+            damaged = 1;
+            for (d = 1 + rnd() % 3; d-- > 0;)
+                out[rnd() % (size_t)plen] = (char)rnd();
+        }
+        if (rnd() % 4 == 0 && plen > 0) {
+            damaged = 1;
+            plen = (int64_t)(rnd() % (size_t)plen);
+        }
+        if (rnd() % 8 == 0 && nb) {
+            damaged = 1;
+            sizes[rnd() % nb] += rnd() % 8;
+        }
+        phys = dup_exact(out, (size_t)plen);
+        {
+            size_t c = rnd() % 2 ? n : rnd() % (n + 1);
+            dst = malloc(c ? c : 1);
+            need = lsm_blocks_open(phys, (size_t)plen, offs, sizes, nb, (int)(rnd() & 1), dst,
+                                   c, oends, e);
+            if (need > (int64_t)c) {
+                char *dst2 = malloc((size_t)need);
+                free(dst);
+                dst = dst2;
+                need = lsm_blocks_open(phys, (size_t)plen, offs, sizes, nb, 1, dst,
+                                       (size_t)need, oends, e);
+            }
+            if (!damaged && (need != (int64_t)(nb ? n : 0) || (nb && memcmp(dst, data, n) != 0))) {
+                fprintf(stderr, "blocks_open round trip failed\n");
+                abort();
+            }
+            free(dst);
+        }
+        free(phys);
+        free(out);
+    }
+    free(src);
+    free(comp);
+    free(back);
+}
+
 int main(int argc, char **argv)
 {
     long iters = argc > 1 ? atol(argv[1]) : 200000;
@@ -196,6 +339,8 @@ int main(int argc, char **argv)
             fuzz_merge();
         if (it % 8 == 0)
             fuzz_records();
+        if (it % 2 == 1)
+            fuzz_lz4();
     }
     printf("fuzz: %ld iterations, no error\n", iters);
     return 0;
