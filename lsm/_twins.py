@@ -1620,7 +1620,8 @@ def tables_probe(tables: Sequence[bytes], groups: Sequence[tuple[int, int]], use
 # the two produce identical bytes) is a greedy single-pass matcher:
 #
 # * hash table of LZ4_HASH_SIZE = 4096 entries (the last position seen for
-#   each hash, initially none), hash of the u32 LE word at p:
+#   each hash; every entry starts as position 0, and the search starts at
+#   p = 1), hash of the u32 LE word at p:
 #   ``((word * 2654435761) mod 2**32) >> 20``;
 # * inputs shorter than 13 bytes are all literals; otherwise a match may
 #   start at p <= n - 12 and must end at or before n - 5 (the format's
@@ -1750,18 +1751,18 @@ def _lz4_compress(src: bytes) -> bytes:
     out = bytearray()
     anchor = 0
     if n >= LZ4_MFLIMIT + 1:
-        table = [-1] * LZ4_HASH_SIZE
+        table = [0] * LZ4_HASH_SIZE
         unpack = _U32.unpack_from
         limit = n - LZ4_MFLIMIT          # last position a match may start at
         mlimit = n - LZ4_LAST_LITERALS   # a match ends at or before this
-        p = 0
+        p = 1
         misses = 0
         while p <= limit:
             seq = unpack(src, p)[0]
             h = ((seq * LZ4_HASH_PRIME) & 0xFFFFFFFF) >> _HASH_SHIFT
             ref = table[h]
             table[h] = p
-            if ref < 0 or p - ref > LZ4_MAX_OFFSET or unpack(src, ref)[0] != seq:
+            if p - ref > LZ4_MAX_OFFSET or unpack(src, ref)[0] != seq:
                 p += 1 + (misses >> LZ4_SKIP_SHIFT)
                 misses += 1
                 continue

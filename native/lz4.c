@@ -52,12 +52,22 @@ static inline uint64_t rd64_any(const uint8_t *p)
     return v;
 }
 
-/* Length of the common run of a[0..) and b[0..), at most limit. */
+/* Length of the common run of a[0..) and b[0..), at most limit: 8 bytes
+ * at a time, the first differing byte found from the XOR of two words. */
 static size_t common_run(const uint8_t *a, const uint8_t *b, size_t limit)
 {
     size_t m = 0;
-    while (m + 8 <= limit && rd64_any(a + m) == rd64_any(b + m))
+    while (m + 8 <= limit) {
+        uint64_t x = rd64_any(a + m) ^ rd64_any(b + m);
+        if (x != 0) {
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+            return m + ((size_t)__builtin_ctzll(x) >> 3);
+#else
+            break;
+#endif
+        }
         m += 8;
+    }
     while (m < limit && a[m] == b[m])
         m++;
     return m;
@@ -79,7 +89,9 @@ static inline size_t lz_bound(size_t n)
 }
 
 /* The compressor; dst has room for lz_bound(n) bytes, n <= MAX_INPUT.
- * table: HASH_SIZE entries (position + 1, 0 = none); cleared here. */
+ * table: HASH_SIZE positions, all set to 0 here (position 0 is everybody's
+ * first candidate, so the search starts at 1 and needs no "empty" test:
+ * one unpredictable branch less per position). */
 static size_t compress_core(const uint8_t *src, size_t n, uint8_t *dst, uint32_t *table)
 {
     uint8_t *o = dst;
@@ -87,13 +99,13 @@ static size_t compress_core(const uint8_t *src, size_t n, uint8_t *dst, uint32_t
     if (n >= MFLIMIT + 1) {
         size_t limit = n - MFLIMIT, mlimit = n - LAST_LITERALS, p = 0, misses = 0;
         memset(table, 0, HASH_SIZE * sizeof(uint32_t));
+        p = 1;
         while (p <= limit) {
             uint32_t seq = lsm_rd32(src + p);
             uint32_t h = lz_hash(seq);
-            uint32_t e = table[h];
-            size_t ref, end, s, r, ml, off, q;
-            table[h] = (uint32_t)(p + 1);
-            if (e == 0 || p - (ref = (size_t)e - 1) > MAX_OFFSET || lsm_rd32(src + ref) != seq) {
+            size_t ref = table[h], end, s, r, ml, off, q;
+            table[h] = (uint32_t)p;
+            if ((p - ref > MAX_OFFSET) | (lsm_rd32(src + ref) != seq)) {
                 p += 1 + (misses >> SKIP_SHIFT);
                 misses++;
                 continue;
@@ -112,7 +124,15 @@ static size_t compress_core(const uint8_t *src, size_t n, uint8_t *dst, uint32_t
             *o++ = (uint8_t)(((lit >= 15 ? 15 : lit) << 4) | (ml >= 15 ? 15 : ml));
             if (lit >= 15)
                 o = put_ext(o, lit - 15);
-            memcpy(o, src + anchor, lit);
+            {
+                /* 8 bytes at a time, up to 7 past the literals: reads stay
+                 * below s + 8 <= n - 4, writes below o + lit + 8, which the
+                 * rest of the output (offset, final token, >= 5 final
+                 * literals) will cover, so they stay inside the bound */
+                size_t k;
+                for (k = 0; k < lit; k += 8)
+                    memcpy(o + k, src + anchor + k, 8);
+            }
             o += lit;
             *o++ = (uint8_t)(off & 0xFF);
             *o++ = (uint8_t)(off >> 8);
@@ -121,7 +141,7 @@ static size_t compress_core(const uint8_t *src, size_t n, uint8_t *dst, uint32_t
             anchor = p = end;
             misses = 0;
             q = p - 2;
-            table[lz_hash(lsm_rd32(src + q))] = (uint32_t)(q + 1);
+            table[lz_hash(lsm_rd32(src + q))] = (uint32_t)q;
         }
     }
     lit = n - anchor;
@@ -179,7 +199,13 @@ static int decompress_core(const uint8_t *src, size_t n, uint8_t *dst, size_t si
             *err = t;
             return LSM_ERR_LZ4_OUTPUT_OVERRUN;
         }
-        memcpy(dst + op, src + ip, lit);
+        if (lit <= 16 && n - ip >= 16 && size - op >= 16) {
+            /* short literals: one fixed 16-byte copy (the bytes past lit
+             * are rewritten by what follows, all inside dst) */
+            memcpy(dst + op, src + ip, 16);
+        } else {
+            memcpy(dst + op, src + ip, lit);
+        }
         ip += lit;
         op += lit;
         if (ip == n) {
@@ -220,19 +246,29 @@ static int decompress_core(const uint8_t *src, size_t n, uint8_t *dst, size_t si
         {
             uint8_t *d = dst + op;
             const uint8_t *m = d - off;
-            if (off >= ml) {
-                memcpy(d, m, ml);
-            } else if (off >= 8) {
-                /* overlapping, but 8-byte steps never read unwritten bytes */
-                size_t k = 0;
-                for (; k + 8 <= ml; k += 8)
-                    memcpy(d + k, m + k, 8);
-                for (; k < ml; k++)
-                    d[k] = m[k];
-            } else {
+            if (off >= 8 && size - op >= ml + 16) {
+                /* 8-byte steps, the first two unconditional: each reads
+                 * bytes at least 8 back, already written; up to 15 bytes
+                 * past the match, rewritten later */
                 size_t k;
-                for (k = 0; k < ml; k++)
-                    d[k] = m[k];
+                memcpy(d, m, 8);
+                memcpy(d + 8, m + 8, 8);
+                for (k = 16; k < ml; k += 8)
+                    memcpy(d + k, m + k, 8);
+            } else if (off >= ml) {
+                memcpy(d, m, ml);
+            } else {
+                /* overlapping: the output repeats with period off, hence
+                 * with any multiple P of off; copy from P back with P the
+                 * largest multiple <= k + off (sources written or before
+                 * d, chunks <= P never overlap): O(log) memcpy calls */
+                size_t k = 0, period = off;
+                while (k < ml) {
+                    size_t chunk = ml - k < period ? ml - k : period;
+                    memcpy(d + k, d + k - period, chunk);
+                    k += chunk;
+                    period = (k + off) / off * off;
+                }
             }
         }
         op += ml;
