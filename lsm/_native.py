@@ -943,30 +943,42 @@ def _make_lz4_api(api: Any) -> None:
 
     def lz4_compress(data: bytes) -> bytes:
         """See ``lsm._twins.lz4_compress``."""
-        if not _plain_buffer(data) or len(data) > _LZ4_MAX:
-            data = _twins.check_lz4_compress_args(data)
+        if type(data) is not bytes or len(data) > _LZ4_MAX:
+            if not _plain_buffer(data) or len(data) > _LZ4_MAX:
+                data = _twins.check_lz4_compress_args(data)
         n = len(data)
         cap = n + n // 255 + 16
-        out = take(cap)
-        rc = c_compress(from_buffer(data) if type(data) is not bytes else data, n, out, cap)
+        out = pool.pop() if pool else None      # take(), inlined (hot)
+        if out is None or len(out) < cap:
+            if out is not None:
+                give(out)
+            out = take(cap)
+        rc = c_compress(data if type(data) is bytes else from_buffer(data), n, out, cap)
         if rc < 0:
             raise _error(rc, 0)
         res = cunpack(out, rc)
-        give(out)
+        if len(pool) < _LZ4_POOL_LEN and len(out) <= _LZ4_POOL_MAX_BYTES:
+            pool.append(out)
         return res
 
     def lz4_decompress(data: bytes, size: int) -> bytes:
         """See ``lsm._twins.lz4_decompress``."""
-        if not _plain_buffer(data) or type(size) is not int or not 0 <= size <= _LZ4_MAX:
-            data = _twins.check_lz4_decompress_args(data, size)
-        out = take(size)
+        if (type(data) is not bytes or type(size) is not int or not 0 <= size <= _LZ4_MAX):
+            if not _plain_buffer(data) or type(size) is not int or not 0 <= size <= _LZ4_MAX:
+                data = _twins.check_lz4_decompress_args(data, size)
+        out = pool.pop() if pool else None
+        if out is None or len(out) < size:
+            if out is not None:
+                give(out)
+            out = take(size)
         err = errs.pop() if errs else alloc("size_t[2]")
-        rc = c_decompress(from_buffer(data) if type(data) is not bytes else data, len(data),
+        rc = c_decompress(data if type(data) is bytes else from_buffer(data), len(data),
                           out, size, err)
         if rc < 0:
             raise _error(rc, err[0])
         res = cunpack(out, size)
-        give(out)
+        if len(pool) < _LZ4_POOL_LEN and len(out) <= _LZ4_POOL_MAX_BYTES:
+            pool.append(out)
         errs.append(err)
         return res
 
