@@ -1,7 +1,9 @@
 """WriteBatch: an ordered group of writes applied atomically; the WAL payload.
 
-A batch collects ``put`` / ``delete`` / ``delete_range`` records in memory as
-``(kind, key, value)`` tuples (kinds of lsm/dbformat.py).  ``encode(seq)``
+A batch collects ``put`` / ``delete`` / ``delete_range`` records in memory in
+two parallel lists, keys and values (``WriteBatch`` docstring); ``items()``
+gives them as ``(kind, key, value)`` (kinds of lsm/dbformat.py) and
+``columns()`` as ``(kinds, keys, values)`` for the bulk path.  ``encode(seq)``
 turns it into one WAL record; the records take consecutive sequence numbers
 ``seq, seq+1, ...`` in batch order, so a later record of the same key wins.
 
@@ -20,7 +22,8 @@ unknown kind, a length running past the end, trailing bytes, or a sequence
 range past 2**56-1 raise ``CorruptionError(msg, file, offset)``.
 
 Costs: ``put``/``delete``/``delete_range`` O(1) amortised plus the key and
-value copies for non-``bytes`` buffers; ``encode`` and ``decode`` O(bytes).
+value copies for non-``bytes`` buffers; ``items``, ``byte_size`` O(records);
+``encode`` and ``decode`` O(bytes).
 """
 
 from __future__ import annotations
@@ -67,10 +70,29 @@ def _varint_len(n: int) -> int:
     return size
 
 
-class WriteBatch:
-    """An ordered list of writes, applied atomically.  Not thread-safe."""
+class _RangeEnd:
+    """The value slot of a ``delete_range`` record: its exclusive end key
+    (a ``bytes`` there would read as a put)."""
 
-    __slots__ = ("_items", "_size", "max_key_size", "max_value_size")
+    __slots__ = ("stop",)
+
+    def __init__(self, stop: bytes) -> None:
+        self.stop = stop
+
+
+_RECORD_KIND = {bytes: KIND_VALUE, type(None): KIND_TOMBSTONE, _RangeEnd: KIND_RANGE_TOMBSTONE}
+
+
+class WriteBatch:
+    """An ordered list of writes, applied atomically.  Not thread-safe.
+
+    Records are kept in two parallel lists (no tuple per record -- ``put`` is
+    the hot call of a batched load): ``_keys``, and ``_vals`` holding the
+    value (``bytes``) of a put, ``None`` for a delete and a ``_RangeEnd``
+    for a delete_range.  ``_mixed`` is set once a record is not a put.
+    """
+
+    __slots__ = ("_keys", "_vals", "_mixed", "max_key_size", "max_value_size")
 
     def __init__(self, *, max_key_size: int = _DEFAULT_MAX_KEY,
                  max_value_size: int = _DEFAULT_MAX_VALUE) -> None:
@@ -82,8 +104,9 @@ class WriteBatch:
                     raise ArgumentTypeError(f"{name} must be an int, not {type(value).__name__}")
                 if value < lo:
                     raise InvalidArgumentError(f"{name} must be >= {lo}, got {value}")
-        self._items: list[tuple[int, bytes, bytes]] = []
-        self._size = HEADER_SIZE
+        self._keys: list[bytes] = []
+        self._vals: list[Any] = []
+        self._mixed = False
         self.max_key_size = max_key_size
         self.max_value_size = max_value_size
 
@@ -98,25 +121,24 @@ class WriteBatch:
         return key
 
     def put(self, key: bytes, value: bytes) -> None:
-        """Record ``key -> value``.  Requires: bytes-like key and value within the limits."""
-        if type(key) is not bytes or len(key) > self.max_key_size:
+        """Record ``key -> value``.  Requires: bytes-like key and value within
+        the limits.  O(1) amortised."""
+        if (type(key) is not bytes or type(value) is not bytes
+                or len(key) > self.max_key_size or len(value) > self.max_value_size):
             key = self._key(key)
-        if type(value) is not bytes:
             value = check_bytes(value, "value")
-        vlen = len(value)
-        if vlen > self.max_value_size:
-            raise InvalidArgumentError(
-                f"value is {vlen} bytes, more than max_value_size {self.max_value_size}")
-        klen = len(key)
-        self._items.append((KIND_VALUE, key, value))
-        self._size += (3 + klen + vlen if klen < 128 and vlen < 128 else
-                       1 + _varint_len(klen) + klen + _varint_len(vlen) + vlen)
+            if len(value) > self.max_value_size:
+                raise InvalidArgumentError(f"value is {len(value)} bytes, more than "
+                                           f"max_value_size {self.max_value_size}")
+        self._keys.append(key)
+        self._vals.append(value)
 
     def delete(self, key: bytes) -> None:
         """Record a deletion of ``key``.  Requires: bytes-like key within the limit."""
         key = self._key(key)
-        self._items.append((KIND_TOMBSTONE, key, b""))
-        self._size += 1 + _varint_len(len(key)) + len(key)
+        self._keys.append(key)
+        self._vals.append(None)
+        self._mixed = True
 
     def delete_range(self, start: bytes, stop: bytes) -> None:
         """Record a deletion of every key in ``[start, stop)``.
@@ -130,53 +152,83 @@ class WriteBatch:
             raise InvalidArgumentError("delete_range: start must be <= stop")
         if start == stop:
             return
-        self._items.append((KIND_RANGE_TOMBSTONE, start, stop))
-        self._size += (1 + _varint_len(len(start)) + len(start)
-                       + _varint_len(len(stop)) + len(stop))
+        self._keys.append(start)
+        self._vals.append(_RangeEnd(stop))
+        self._mixed = True
 
     def append(self, other: "WriteBatch") -> None:
         """Append every record of ``other`` (group commit).  O(len(other))."""
         if not isinstance(other, WriteBatch):
             raise ArgumentTypeError(f"other must be a WriteBatch, not {type(other).__name__}")
-        self._items.extend(other._items)
-        self._size += other._size - HEADER_SIZE
+        self._keys.extend(other._keys)
+        self._vals.extend(other._vals)
+        self._mixed = self._mixed or other._mixed
 
     def clear(self) -> None:
         """Forget every record."""
-        self._items = []
-        self._size = HEADER_SIZE
+        self._keys = []
+        self._vals = []
+        self._mixed = False
 
     # -- inspection ------------------------------------------------------
 
     @property
     def count(self) -> int:
         """Number of records."""
-        return len(self._items)
+        return len(self._keys)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._keys)
 
     @property
     def byte_size(self) -> int:
-        """Exact length of ``encode(...)``.  O(1)."""
-        return self._size
-
-    def items(self) -> list[tuple[int, bytes, bytes]]:
-        """The records as ``(kind, key, value)``, in order (the live list: do not mutate)."""
-        return self._items
-
-    def _check(self) -> None:
-        """Assert that the cached size matches the records."""
+        """Exact length of ``encode(...)``.  O(records)."""
         size = HEADER_SIZE
-        for kind, key, value in self._items:
-            assert kind in (KIND_TOMBSTONE, KIND_VALUE, KIND_RANGE_TOMBSTONE)
-            assert type(key) is bytes and type(value) is bytes
+        for kind, key, value in self.items():
             size += 1 + _varint_len(len(key)) + len(key)
             if kind != KIND_TOMBSTONE:
                 size += _varint_len(len(value)) + len(value)
+        return size
+
+    def items(self) -> list[tuple[int, bytes, bytes]]:
+        """The records as ``(kind, key, value)``, in order (a new list).  O(records)."""
+        keys, vals = self._keys, self._vals
+        if not self._mixed:
+            return list(zip([KIND_VALUE] * len(keys), keys, vals))
+        out = []
+        for key, value in zip(keys, vals):
+            if type(value) is bytes:
+                out.append((KIND_VALUE, key, value))
+            elif value is None:
+                out.append((KIND_TOMBSTONE, key, b""))
             else:
-                assert value == b""
-        assert size == self._size, (size, self._size)
+                out.append((KIND_RANGE_TOMBSTONE, key, value.stop))
+        return out
+
+    def columns(self) -> tuple[bytes, list[bytes], list[bytes]] | None:
+        """``(kinds, keys, values)`` when no record is a delete_range (kinds
+        one byte per record, a delete's value b""); None otherwise.  The key
+        list is the live one: do not mutate.  O(1) for puts only, else
+        O(records)."""
+        keys, vals = self._keys, self._vals
+        if not self._mixed:
+            return b"\x01" * len(keys), keys, vals
+        kinds = bytes(map(_RECORD_KIND.__getitem__, map(type, vals)))
+        if KIND_RANGE_TOMBSTONE in kinds:
+            return None
+        return kinds, keys, [b"" if v is None else v for v in vals]
+
+    def _check(self) -> None:
+        """Assert the invariants: parallel lists, record types, limits."""
+        assert len(self._keys) == len(self._vals)
+        for key, value in zip(self._keys, self._vals):
+            assert type(key) is bytes and len(key) <= self.max_key_size
+            assert type(value) in _RECORD_KIND
+            assert self._mixed or type(value) is bytes
+            if type(value) is bytes:
+                assert len(value) <= self.max_value_size
+            elif type(value) is _RangeEnd:
+                assert type(value.stop) is bytes and key < value.stop
 
     # -- encoding --------------------------------------------------------
 
@@ -187,7 +239,7 @@ class WriteBatch:
         """
         if type(sequence) is not int:
             raise ArgumentTypeError(f"sequence must be an int, not {type(sequence).__name__}")
-        items = self._items
+        items = self.items()
         if sequence < 0 or sequence + max(len(items) - 1, 0) > MAX_SEQUENCE:
             raise InvalidArgumentError(f"sequence {sequence} out of range for {len(items)} records")
         parts = [_HEADER.pack(sequence, len(items))]

@@ -65,7 +65,9 @@ import struct
 import threading
 import time
 import weakref
+from array import array
 from collections import Counter
+from itertools import repeat
 from typing import Any, Callable, Iterable
 
 from blockdev.device import BlockDevice
@@ -80,7 +82,7 @@ from blockdev.errors import (
     UnsupportedFormatError,
 )
 from blockdev.fs import FileSystem, PosixFS
-from lsm import _native, filenames
+from lsm import _memseg, _native, filenames
 from lsm.batch import WriteBatch, check_bytes
 from lsm.cache import BlockCache, TableCache
 from lsm.dbformat import (
@@ -108,6 +110,9 @@ __all__ = ["DB", "Snapshot", "PrefixedDB", "BoundWriteBatch", "destroy_db", "rep
 _HDR = struct.Struct("<QI")          # batch header: sequence, count (lsm/batch.py layout)
 _PUT1 = struct.Struct("<QIBB")       # header + kind + 1-byte key length of a one-put batch
 _SMALL = [bytes((i,)) for i in range(128)]
+# A write batch of at least this many records (puts and deletes only) goes to
+# the memtable as one segment (lsm/_memseg.py) instead of record by record.
+SEGMENT_MIN_RECORDS = 64
 _KIND_LEN = [[bytes((kind, n)) for n in range(128)] for kind in range(3)]
 _SLOWDOWN_SLEEP = 0.001
 _TABLES = object()   # _get_once marks answers that came from tables (to be validated)              # seconds a write sleeps at the L0 slowdown trigger
@@ -642,12 +647,57 @@ class DB(_DictProtocol):
             raise ArgumentTypeError(f"batch must be an lsm.WriteBatch, got {type(batch).__name__}")
         sync = _as_bool(sync, "sync")
         self._check_open()
-        items = batch.items()
-        if not items:
+        n = len(batch)
+        if not n:
             return
-        if not (isinstance(batch, BoundWriteBatch) and batch._db is self):
+        bound = isinstance(batch, BoundWriteBatch) and batch._db is self
+        if n >= SEGMENT_MIN_RECORDS:
+            cols = batch.columns()
+            if cols is not None:
+                kinds, keys, values = cols
+                if not bound:
+                    self._check_column_limits(keys, values)
+                if self._write_segment(kinds, keys, values, sync):
+                    return
+        items = batch.items()
+        if not bound:
             self._check_batch_limits(items)
         self._write(items, sync)
+
+    def _check_column_limits(self, keys: list[bytes], values: list[bytes]) -> None:
+        """A batch built with other limits than this DB's: check its records.  O(n)."""
+        if max(map(len, keys)) > self._max_key or max(map(len, values)) > self._max_value:
+            self._check_batch_limits(list(zip(repeat(KIND_VALUE), keys, values)))
+
+    def _write_segment(self, kinds: bytes, keys: list[bytes], values: list[bytes],
+                       sync: bool) -> bool:
+        """The bulk path of ``write``: log a batch of puts and deletes as one
+        WAL record and add it to the memtable as one segment, both from the
+        same packed columns (no Python object per record).  Returns False,
+        having done nothing, when the writer lock is contended (the caller
+        then joins a group commit) or the DB cannot take writes (the caller
+        raises the error).  Requires: validated records."""
+        wlock = self._wlock
+        if (self._closed or self._bg_error is not None or self._queue
+                or not wlock.acquire(False)):
+            return False
+        try:
+            if self._queue:
+                return False
+            if self._mem_bytes >= self._wbs or self._state.l0 >= self._slowdown:
+                self._make_room()
+            seq = self._seq + 1
+            packed = (b"".join(keys), array("Q", map(len, keys)),
+                      b"".join(values), array("Q", map(len, values)))
+            payload = _memseg.batch_encode_packed(seq, kinds, packed)
+            self._log_payload(payload, sync)
+            mem = self._state.mem
+            mem.add_segment(seq, kinds, packed)
+            self._mem_bytes = mem.approximate_size
+            self._seq = seq + len(kinds) - 1
+        finally:
+            wlock.release()
+        return True
 
     def _check_batch_limits(self, items: list) -> None:
         """A batch built with other limits than this DB's: check its records."""
@@ -708,8 +758,16 @@ class DB(_DictProtocol):
         Requires: ``_wlock`` held and room made (``_make_room``).
         """
         seq = self._seq + 1
+        self._log_payload(encode_records(seq, items), sync)
+        mem = self._state.mem
+        mem.add_batch(seq, items)
+        self._mem_bytes = mem.approximate_size
+        self._seq = seq + len(items) - 1
+
+    def _log_payload(self, payload: bytes, sync: bool) -> None:
+        """Append one WAL record (synced when ``sync``).  A failure puts the
+        DB in read-only mode and is raised.  Requires: ``_wlock`` held."""
         log = self._log
-        payload = encode_records(seq, items)
         try:
             log.add_record(payload)   # type: ignore[union-attr]
             if sync:
@@ -721,10 +779,6 @@ class DB(_DictProtocol):
             self._set_bg_error(exc)
             raise
         self._wal_bytes += len(payload)
-        mem = self._state.mem
-        mem.add_batch(seq, items)
-        self._mem_bytes = mem.approximate_size
-        self._seq = seq + len(items) - 1
 
     def _commit_queue(self) -> None:
         """Commit every queued writer as one WAL record.  Requires: _wlock held."""

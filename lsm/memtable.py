@@ -19,6 +19,17 @@ dict/list operations):
   published by one assignment, so a reader holding the old list is unharmed.
   Insert is O(1) amortised; the first ordered read after m inserts costs
   O(n + m log m).
+* Segments: a large write batch (``add_segment``, from ``DB.write``) skips
+  the dict and is kept whole as a ``lsm._memseg.Segment`` -- its records in
+  flat buffers with a hash index of their keys, built in C with no Python
+  object per entry and nothing sorted.  ``_seg`` is ``(segments oldest
+  first, lookup view)``, swapped as one value; the newest
+  ``SEGMENT_FANOUT`` segments are concatenated into one whenever the oldest
+  of them holds no more entries than the others together, so a memtable
+  holds O(log n) segments and an entry is copied O(log n) times (in C).
+  ``get`` consults the dict and then the segments (one C call over all of
+  them) and returns the newer answer; ordered reads merge the segments'
+  entries (sorted once per segment, on first use) into the dict's run.
 * Range tombstones ``(start, end, seq)`` live in a separate list; ``get``
   ignores them (the caller consults ``range_tombstones`` /
   ``covering_tombstone_seq``), ``run`` interleaves them as kind-2 entries.
@@ -45,10 +56,12 @@ import struct
 import threading
 from array import array
 from bisect import bisect_left
+from itertools import chain
 from operator import add as _add, itemgetter, or_ as _or
 from typing import Any
 
 from blockdev.errors import ArgumentTypeError, InvalidArgumentError
+from lsm import _memseg
 from lsm.dbformat import (
     KIND_RANGE_TOMBSTONE,
     KIND_TOMBSTONE,
@@ -57,9 +70,10 @@ from lsm.dbformat import (
     internal_sort_key,
 )
 
-__all__ = ["MemTable", "ENTRY_OVERHEAD"]
+__all__ = ["MemTable", "ENTRY_OVERHEAD", "SEGMENT_FANOUT"]
 
 ENTRY_OVERHEAD = 12       # 8-byte trailer + ~4 bytes of lengths per entry
+SEGMENT_FANOUT = 4        # the newest segments merged at a time (module doc)
 _PACK = struct.Struct("<Q").pack
 _TRAILER = struct.Struct("<Q").unpack_from       # entry -> (seq << 8 | kind,)
 _KIND = itemgetter(0)                              # batch item (kind, key, value)
@@ -68,6 +82,13 @@ _VALUE = itemgetter(2)
 _HEAD = itemgetter(slice(None, 8))                 # entry -> trailer bytes
 _TAIL = itemgetter(slice(8, None))                 # entry -> value
 _Versions = Any           # bytes (one entry) | list[bytes] (entries, oldest first)
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
+_chain_from = chain.from_iterable
+
+
+def _pair_sort_key(pair: tuple[bytes, bytes]) -> tuple[bytes, int]:
+    return internal_sort_key(pair[0])
 
 
 def _bisect_internal(ikeys: list[bytes], target: tuple[bytes, int]) -> int:
@@ -86,7 +107,8 @@ class MemTable:
     """Sorted write buffer of point entries and range tombstones (see module doc)."""
 
     __slots__ = ("_table", "_pending", "_sorted", "_lock", "_tombs", "_size", "_count",
-                 "_first_seq", "_last_seq", "_frozen", "_cache", "__weakref__")
+                 "_first_seq", "_last_seq", "_frozen", "_cache", "_seg", "_seg_keys",
+                 "_seg_run", "__weakref__")
 
     def __init__(self) -> None:
         self._table: dict[bytes, _Versions] = {}
@@ -100,6 +122,9 @@ class MemTable:
         self._last_seq = 0
         self._frozen = False
         self._cache: tuple[int, list[bytes], list[int], list[bytes], list[bytes]] | None = None
+        self._seg: tuple[tuple[_memseg.Segment, ...], Any] | None = None
+        self._seg_keys: tuple[Any, Any, list[bytes]] | None = None
+        self._seg_run: tuple[int, list[bytes], list[bytes]] | None = None
 
     # -- writing (one writer at a time) ----------------------------------
 
@@ -200,6 +225,36 @@ class MemTable:
         self._count += len(items)
         return seq
 
+    def add_segment(self, seq: int, kinds: bytes, packed: tuple) -> int:
+        """Insert a batch of puts and deletes as one segment: ``kinds`` one
+        byte per record (1 value, 0 tombstone with an empty value), keys and
+        values as a packed run (``lsm._native.pack``), sequences ``seq,
+        seq+1, ...``; return the next unused sequence.  O(n) in C, plus
+        O(log n) amortised copies per entry when segments are concatenated.
+
+        Requires: sequences above every sequence in the memtable; validated
+        records (``WriteBatch``); the memtable not frozen.
+        """
+        if self._frozen:
+            raise InvalidArgumentError("memtable is frozen")
+        if type(seq) is not int or seq <= self._last_seq:
+            raise InvalidArgumentError(f"segment sequence {seq!r} is not above the memtable's "
+                                       f"last sequence {self._last_seq}")
+        seg = _memseg.segment_build(seq, kinds, packed)
+        old = self._seg
+        segs = [*old[0], seg] if old is not None else [seg]
+        k = SEGMENT_FANOUT
+        while len(segs) >= k and segs[-k].n <= sum(x.n for x in segs[-k + 1:]):
+            segs[-k:] = [_memseg.segments_concat(segs[-k:])]
+        self._seg = (tuple(segs), _memseg.segments_view(segs))
+        n = seg.n
+        self._size += seg.key_bytes + seg.value_bytes + n * ENTRY_OVERHEAD
+        if self._first_seq == 0:
+            self._first_seq = seq
+        self._last_seq = seq + n - 1
+        self._count += n
+        return seq + n
+
     def _insert(self, seq: int, kind: int, key: bytes, value: bytes) -> None:
         if kind != KIND_RANGE_TOMBSTONE:
             table = self._table
@@ -248,7 +303,18 @@ class MemTable:
     def get(self, user_key: bytes, read_seq: int) -> tuple[int, int, bytes] | None:
         """Newest point entry of ``user_key`` with seq <= read_seq, as
         ``(seq, kind, value)``; None if none.  Range tombstones are ignored.
-        O(1) expected (+ versions newer than read_seq)."""
+        O(1) expected (+ versions newer than read_seq), plus O(s log n) in C
+        over s segments."""
+        seg = self._seg
+        found = self._dict_get(user_key, read_seq)
+        if seg is None:
+            return found
+        other = _memseg.segments_get(seg[1], user_key, read_seq)
+        if other is None or (found is not None and found[0] > other[0]):
+            return found
+        return other
+
+    def _dict_get(self, user_key: bytes, read_seq: int) -> tuple[int, int, bytes] | None:
         try:
             v = self._table.get(user_key)
         except TypeError:
@@ -281,6 +347,22 @@ class MemTable:
         return best
 
     def _sorted_keys(self) -> list[bytes]:
+        """Every distinct user key, sorted (a list replaced, never mutated)."""
+        keys = self._dict_sorted_keys()
+        seg = self._seg
+        if seg is None:
+            return keys
+        cached = self._seg_keys
+        if cached is not None and cached[0] is keys and cached[1] is seg:
+            return cached[2]
+        union = set(keys)
+        for x in seg[0]:
+            union.update(x.user_keys())
+        merged = sorted(union)
+        self._seg_keys = (keys, seg, merged)
+        return merged
+
+    def _dict_sorted_keys(self) -> list[bytes]:
         with self._lock:
             pending = self._pending
             n = len(pending)
@@ -330,6 +412,8 @@ class MemTable:
         with no Python object per entry.  O(entries) in C-level builtins
         when every key has one version.
 
+        Segment entries follow the dict's, segment by segment.
+
         Requires: the memtable frozen (nothing changes under the copy)."""
         if not self._frozen:
             raise InvalidArgumentError("packed_entries needs a frozen memtable")
@@ -337,19 +421,30 @@ class MemTable:
         ukeys = list(table)
         vers = list(table.values())
         if set(map(type, vers)) <= {bytes}:
-            return (b"".join(ukeys), array("Q", map(len, ukeys)),
-                    b"".join(vers), array("Q", map(len, vers)))
-        keys: list[bytes] = []
-        entries: list[bytes] = []
-        for k, v in zip(ukeys, vers):
-            if type(v) is bytes:
-                keys.append(k)
-                entries.append(v)
-            else:
-                keys.extend([k] * len(v))
-                entries.extend(v)
-        return (b"".join(keys), array("Q", map(len, keys)),
-                b"".join(entries), array("Q", map(len, entries)))
+            packed = (b"".join(ukeys), array("Q", map(len, ukeys)),
+                      b"".join(vers), array("Q", map(len, vers)))
+        else:
+            keys: list[bytes] = []
+            entries: list[bytes] = []
+            for k, v in zip(ukeys, vers):
+                if type(v) is bytes:
+                    keys.append(k)
+                    entries.append(v)
+                else:
+                    keys.extend([k] * len(v))
+                    entries.extend(v)
+            packed = (b"".join(keys), array("Q", map(len, keys)),
+                      b"".join(entries), array("Q", map(len, entries)))
+        seg = self._seg
+        if seg is None:
+            return packed
+        kparts, klens, eparts, elens = [packed[0]], packed[1], [packed[2]], packed[3]
+        for x in seg[0]:
+            kparts.append(x.keys)
+            eparts.append(x.ents)
+            klens += x.klens
+            elens += x.elens
+        return b"".join(kparts), klens, b"".join(eparts), elens
 
     def point_run(self) -> tuple[list[bytes], list[bytes]]:
         """Every point entry (no range tombstones) as sorted internal
@@ -364,10 +459,12 @@ class MemTable:
         count = self._count
         cache = self._cache
         if cache is None or cache[0] != count:
-            keys = self._sorted_keys()
+            keys = self._dict_sorted_keys()
             offsets, ikeys, values = self._build(keys)
             cache = (count, keys, offsets, ikeys, values)
             self._cache = cache
+        if self._seg is not None:
+            return self._with_segments(cache[3], cache[4], None, None)
         return cache[3], cache[4]
 
     def run(self, start: bytes | None = None, stop: bytes | None = None
@@ -385,7 +482,7 @@ class MemTable:
         count = self._count
         cache = self._cache
         if cache is None or cache[0] != count:
-            keys = self._sorted_keys()
+            keys = self._dict_sorted_keys()
             if self._frozen or (start is None and stop is None):
                 offsets, ikeys, values = self._build(keys)
                 cache = (count, keys, offsets, ikeys, values)
@@ -396,7 +493,8 @@ class MemTable:
                 if hi < lo:
                     hi = lo
                 _, ikeys, values = self._build(keys[lo:hi])
-                return self._with_tombstones(ikeys, values, start, stop)
+                return self._with_tombstones(*self._with_segments(ikeys, values, start, stop),
+                                             start, stop)
         _, keys, offsets, ikeys, values = cache
         if start is None and stop is None:
             ikeys, values = list(ikeys), list(values)
@@ -407,7 +505,39 @@ class MemTable:
                 hi = lo
             a, b = offsets[lo], offsets[hi]
             ikeys, values = ikeys[a:b], values[a:b]
-        return self._with_tombstones(ikeys, values, start, stop)
+        return self._with_tombstones(*self._with_segments(ikeys, values, start, stop),
+                                     start, stop)
+
+    def _with_segments(self, ikeys: list[bytes], values: list[bytes],
+                       start: bytes | None, stop: bytes | None
+                       ) -> tuple[list[bytes], list[bytes]]:
+        """The dict's entries in ``[start, stop)`` (``ikeys``/``values``)
+        merged with the segments' entries in that range, internal order.
+        O(m log m) for m entries when there are segments (a frozen
+        memtable's full run is built once); O(1) otherwise."""
+        seg = self._seg
+        if seg is None:
+            return ikeys, values
+        full = start is None and stop is None
+        count = self._count
+        if full and self._frozen:
+            cached = self._seg_run
+            if cached is not None and cached[0] == count:
+                return list(cached[1]), list(cached[2])
+        keys_parts = [ikeys]
+        value_parts = [values]
+        for x in seg[0]:
+            k, v = x.items(start, stop)
+            keys_parts.append(k)
+            value_parts.append(v)
+        pairs = sorted(zip(_chain_from(keys_parts), _chain_from(value_parts)),
+                       key=_pair_sort_key)
+        ikeys = list(map(_FIRST, pairs))
+        values = list(map(_SECOND, pairs))
+        if full and self._frozen:
+            self._seg_run = (count, ikeys, values)
+            return list(ikeys), list(values)
+        return ikeys, values
 
     def _with_tombstones(self, ikeys: list[bytes], values: list[bytes],
                          start: bytes | None, stop: bytes | None
@@ -455,11 +585,26 @@ class MemTable:
 
     def _check(self) -> None:
         """Assert the invariants (O(n log n)); call with no concurrent writer."""
-        keys = self._sorted_keys()
+        keys = self._dict_sorted_keys()
         assert all(keys[i] < keys[i + 1] for i in range(len(keys) - 1)), "sorted keys"
         assert set(keys) == set(self._table), "every key indexed exactly once"
         size = count = 0
         seqs: list[int] = []
+        seg = self._seg
+        if seg is not None:
+            segs = seg[0]
+            assert segs and all(type(x) is _memseg.Segment for x in segs)
+            for i, x in enumerate(segs):
+                x._check()
+                assert i == 0 or segs[i - 1].max_seq < x.min_seq, "segments in sequence order"
+                size += x.key_bytes + x.value_bytes + x.n * ENTRY_OVERHEAD
+                count += x.n
+                for j in range(x.n):
+                    seqs.append(_TRAILER(x.ents, x.eoffs[j])[0] >> 8)
+            union = set(keys)
+            for x in segs:
+                union.update(x.user_keys())
+            assert self._sorted_keys() == sorted(union), "sorted keys include the segments'"
         for k, v in self._table.items():
             versions = [v] if type(v) is bytes else v
             assert type(v) is bytes or len(v) >= 2

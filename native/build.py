@@ -32,7 +32,7 @@ from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SOURCES = ["xxh64.c", "block.c", "bloom.c", "merge.c", "log.c", "table.c", "read.c", "lz4.c"]
+SOURCES = ["xxh64.c", "block.c", "bloom.c", "merge.c", "log.c", "table.c", "read.c", "lz4.c", "memtab.c"]
 HEADERS = ["lsm_core.h", "core_internal.h"]
 MODULE = "lsm._lsm_c"
 

@@ -355,6 +355,30 @@ int64_t lsm_blocks_open(const char *buf, size_t buf_len, const uint64_t *offsets
                         const uint64_t *sizes, size_t nblocks, int verify, char *out,
                         size_t cap, uint64_t *ends, size_t *err);
 
+/* memtable segments (lsm/_memseg.py): memtab.c */
+/* The entries of a batch of n records at sequences seq..: kinds[i] 0
+ * (tombstone, empty value) or 1; ents_out (values_len + 8n bytes) gets
+ * u64le(trailer) || value per record, elens_out their lengths.  Returns 0,
+ * or LSM_ERR_INVALID for lengths that do not fit values, a bad kind, a
+ * tombstone with a value or a sequence past 2**56-1. */
+int lsm_segment_entries(uint64_t seq, size_t n, const uint8_t *kinds, const char *values,
+                        size_t values_len, const uint64_t *value_lens, char *ents_out,
+                        uint64_t *elens_out);
+/* The offsets (koffs_out, eoffs_out: n + 1 each) and the hash index (table:
+ * cap slots, cap a power of two >= 2n) of a segment of n entries.  Returns 0,
+ * or LSM_ERR_INVALID for lengths that do not fit, an entry shorter than 8
+ * bytes or a bad cap. */
+int lsm_segment_index(size_t n, const char *keys, size_t keys_len, const uint64_t *key_lens,
+                      size_t ents_len, const uint64_t *ent_lens, uint64_t *koffs_out,
+                      uint64_t *eoffs_out, uint64_t *table, size_t cap);
+/* The newest entry of user key key with sequence <= read_seq over nseg
+ * segments given oldest first (their sequence ranges ascending): returns 1
+ * with out[0] = segment, out[1] = entry index, out[2] = trailer; 0 if none. */
+int lsm_segments_get(size_t nseg, const char *const *keys, const uint64_t *const *koffs,
+                     const char *const *ents, const uint64_t *const *eoffs,
+                     const uint64_t *const *tables, const uint64_t *caps, const char *key,
+                     size_t klen, uint64_t read_seq, uint64_t *out);
+
 /* CDEF END */
 
 #endif

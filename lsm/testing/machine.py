@@ -2,7 +2,8 @@
 ``lsm.DB`` and a dict model side by side and fails at the first difference.
 
 Rules: put, delete, delete_range, write batches (with ``transaction=`` and an
-exception raised inside), get, every argument of ``iterator()`` (compared as
+exception raised inside; and bulk batches of puts and deletes large enough
+for the memtable to keep them as one segment), get, every argument of ``iterator()`` (compared as
 a list, and walked with next/prev/seek/seek_to_start/seek_to_stop), raw
 iterator walks, snapshots (taken, read, released), ``flush``,
 ``compact_range``, reopen.  Options are small by default so flushes and
@@ -34,6 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import lsm
+from lsm.db import SEGMENT_MIN_RECORDS
 from lsm.testing.model import Model, ModelCursor, ModelRawCursor, model_iterate
 
 __all__ = ["DBStateMachine", "KEYS", "keys", "values"]
@@ -49,6 +51,10 @@ writes = st.one_of(
     st.tuples(st.just("delete"), keys),
     st.tuples(st.just("delete_range"), keys, keys).map(
         lambda t: (t[0], min(t[1], t[2]), max(t[1], t[2]))),
+)
+point_writes = st.one_of(
+    st.tuples(st.just("put"), keys, st.binary(max_size=40)),
+    st.tuples(st.just("delete"), keys),
 )
 iter_args = st.fixed_dictionaries({}, optional={
     "start": opt_keys, "stop": opt_keys, "include_start": st.booleans(),
@@ -130,6 +136,14 @@ class DBStateMachine(RuleBasedStateMachine):
             pass
         if not (fail and transaction):
             self.model.apply(ops)
+
+    @rule(ops=st.lists(point_writes, min_size=SEGMENT_MIN_RECORDS,
+                       max_size=SEGMENT_MIN_RECORDS + 8))
+    def bulk_batch(self, ops: list) -> None:
+        with self.db.write_batch() as wb:
+            for op in ops:
+                getattr(wb, op[0])(*op[1:])
+        self.model.apply(ops)
 
     # -- reads ---------------------------------------------------------------------
     @rule(key=keys)
