@@ -295,20 +295,25 @@ class TableBuilder:
             self._flush_block()
         if not self._flushed_entries:
             self._smallest_key = chunk.first_key
-        data = chunk.data
-        compress = self._compress
-        emit = self._emit
+        ends = chunk.block_ends
+        # every block compressed, checksummed and trailed in one native call
+        phys, sizes = N.blocks_seal(chunk.data, ends if type(ends) is array else array("Q", ends),
+                                    self._compress)
         ikeys, ivals = self._index_keys, self._index_vals
-        start = 0
+        off = self._offset
         added = 0
-        for end, last in zip(chunk.block_ends, chunk.last_keys):
-            off, size = emit(data[start:end], compress)
+        for size, last in zip(sizes, chunk.last_keys):
             handle = encode_handle(off, size)
             ikeys.append(last)
             ivals.append(handle)
             added += len(last) + len(handle)
-            start = end
-        self._index_bytes += added + (ENTRY_OVERHEAD + 4) * len(chunk.block_ends)
+            off += size + BLOCK_TRAILER_SIZE
+        self._buf.append(phys)
+        self._buf_len += len(phys)
+        self._offset = off
+        if self._buf_len >= _FLUSH_BYTES:
+            self._flush_buf()
+        self._index_bytes += added + (ENTRY_OVERHEAD + 4) * len(ends)
         last = chunk.last_keys[-1]
         self._largest_key = last
         self._flushed_entries += chunk.entries

@@ -150,7 +150,7 @@ def make_physical_block(contents: bytes, compress: bool) -> tuple[bytes, int]:
     O(len(contents))."""
     ctype = b"\x00"
     if compress and len(contents) >= 64:
-        packed = lz4.block.compress(contents, store_size=True)
+        packed = _U32.pack(len(contents)) + N.lz4_compress(contents)
         if len(packed) <= len(contents) - (len(contents) >> 3):
             contents = packed
             ctype = b"\x01"
