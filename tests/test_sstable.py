@@ -29,6 +29,7 @@ from lsm.dbformat import (
     pack_internal_key,
 )
 from lsm.sstable import TableBuilder, TableReader
+from lsm.sstable.reader import READAHEAD_MAX
 from lsm.sstable.format import FOOTER_SIZE, TABLE_MAGIC, encode_footer, decode_footer
 
 
@@ -228,6 +229,35 @@ def test_same_user_key_versions_across_blocks(fs, decoded):
 # ---------------------------------------------------------------------------
 # lazy block access and caching
 
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("cached", [False, True])
+def test_block_walk_reads_ahead(fs, reverse, cached):
+    """After the first block, a walk reads many blocks per file read
+    (READAHEAD_MIN doubling to READAHEAD_MAX), each verified and decoded as
+    if read alone; blocks already cached are not read again."""
+    entries = [(pack_internal_key(b"%06d" % i, 1, KIND_VALUE), b"v%05d" % i * 8)
+               for i in range(4000)]
+    build(fs, "ra.sst", entries, block_size=512)
+    cache = BlockCache(1 << 24) if cached else None
+    r = open_table(fs, "ra.sst", block_cache=cache, cache_id=3)
+    reads = []
+    real_read = r._file.read
+    r._file.read = lambda off, n: (reads.append((off, n)), real_read(off, n))[1]
+    if cached:                              # a few blocks cached by earlier reads
+        for key in (b"000100", b"002000", b"003500"):
+            assert r.get(key, 9) is not None
+    del reads[:]
+    blocks = [list(zip(keys, values)) for keys, values in r.blocks(reverse=reverse)]
+    if reverse:
+        blocks.reverse()
+    assert [kv for blk in blocks for kv in blk] == entries
+    n = r.num_data_blocks
+    assert n > 100
+    assert len(reads) < n // 4, (len(reads), n)
+    assert max(size for _, size in reads) <= READAHEAD_MAX
+    r.close()
+
+
 def test_blocks_are_read_lazily_and_cached(fs):
     entries = [(pack_internal_key(b"%06d" % i, 1, KIND_VALUE), b"v" * 50) for i in range(2000)]
     build(fs, "l.sst", entries, block_size=512)
@@ -242,7 +272,8 @@ def test_blocks_are_read_lazily_and_cached(fs):
     it = r.blocks(pack_internal_key(b"001000", 5, 0xFF), reverse=True)
     next(it)
     next(it)
-    assert r.blocks_read == 3 and r.blocks_loaded == 2    # block shared with the forward read
+    # block shared with the forward read; the second block comes with readahead
+    assert r.blocks_read == 3 and r.blocks_loaded >= 2
     before = r.blocks_loaded
     assert r.get(b"001000", 9) == (1, 1, b"v" * 50)
     assert r.blocks_loaded == before                      # served by the cache
@@ -383,6 +414,29 @@ def test_corruption_offsets_point_at_the_block(fs):
     assert ei.value.offset == offs[b] and ei.value.file == "o2.sst"
     # unaffected blocks still read
     assert r.get(entries[0][0][:-8], 5) == (1, 1, b"value0")
+
+
+def test_readahead_past_damage_raises_only_on_reaching_it(fs):
+    """A walk whose readahead covers a damaged block yields every block
+    before it, then raises CorruptionError naming that block."""
+    entries = [(pack_internal_key(b"%05d" % i, 1, KIND_VALUE), b"value%d" % i) for i in range(800)]
+    build(fs, "d.sst", entries, block_size=512, compression=None)
+    good = get_bytes(fs, "d.sst")
+    r = open_table(fs, "d.sst")
+    offs, sizes = r._index().offs, r._index().sizes
+    r.close()
+    b = 6                                   # inside the first readahead (16 KiB)
+    bad = bytearray(good)
+    bad[offs[b] + sizes[b] // 2] ^= 0xFF
+    put_bytes(fs, "d2.sst", bytes(bad))
+    r = open_table(fs, "d2.sst")
+    it = r.blocks()
+    got = [next(it) for _ in range(b)]
+    assert [kv for keys, values in got for kv in zip(keys, values)] == \
+        entries[:sum(len(k) for k, _ in got)]
+    with pytest.raises(CorruptionError) as ei:
+        next(it)
+    assert ei.value.offset == offs[b] and ei.value.file == "d2.sst"
 
 
 def test_truncated_files(fs):

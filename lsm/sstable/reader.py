@@ -106,6 +106,8 @@ _U32_AT = struct.Struct("<I").unpack_from
 _SEEK_TRAILER = struct.Struct("<Q").pack
 _unpack_trailer = struct.Struct("<Q").unpack_from
 _TAIL_READ = 64 * 1024
+READAHEAD_MIN = 16 << 10      # first readahead of a block walk (bytes on disk), doubling
+READAHEAD_MAX = 256 << 10     # to at most this (RocksDB's auto readahead tops out there too)
 _CMP_INTERNAL = N.CMP_INTERNAL
 _INDEX_CACHE_SLOT = -1        # block-cache key (cache_id, -1): index + filter of a table
 _RAW_CHARGE = 120             # cache charge of a raw block beyond its bytes (as BlockReader's)
@@ -363,12 +365,19 @@ class TableReader:
         self.blocks_loaded += 1
         return raw
 
-    def _decoded(self, ix: "_Index", i: int) -> BlockReader:
-        """Data block ``i``, decoded (its ``keys``/``values`` set)."""
+    def _decoded(self, ix: "_Index", i: int, contents: bytes | None = None) -> BlockReader:
+        """Data block ``i``, decoded (its ``keys``/``values`` set); from
+        ``contents`` (already read, verified and decompressed) when given
+        and the block is not cached."""
         off = ix.offs[i]
         cache = self._cache
         blk = None if cache is None else cache.get((self._cache_id, off))
-        if blk is None:
+        if blk is None and contents is not None:
+            blk = BlockReader(contents, self.name, off)
+            blk.decoded()
+            if cache is not None:
+                cache.insert((self._cache_id, off), blk, blk.charge())
+        elif blk is None:
             blk = self._load_block(off, ix.sizes[i], True)
         elif type(blk) is bytes:        # cached by a get: raw bytes only
             blk = BlockReader(blk, self.name, off)
@@ -578,14 +587,74 @@ class TableReader:
 
     def _blocks(self, start: bytes | None, reverse: bool
                 ) -> Iterator[tuple[list[bytes], list[bytes]]]:
+        """Walk the data blocks from ``start`` with readahead: the first
+        block is read alone (a short scan reads little); after it, blocks
+        missing from the cache are read ``readahead`` bytes at a time --
+        ``READAHEAD_MIN`` doubling to ``READAHEAD_MAX`` -- in one file read,
+        verified and decompressed by one native ``blocks_open`` call, then
+        decoded and cached one by one as the walk reaches them."""
         n = self._nblocks
         decoded = self._decoded
         index = self._index
         i, step = self._first_block(start, reverse)
+        ahead: dict[int, bytes] = {}
+        readahead = 0
         while 0 <= i < n:
-            blk = decoded(index(), i)
+            ix = index()
+            contents = ahead.pop(i, None)
+            if contents is None and readahead > 0 and not self._cached(ix, i):
+                try:
+                    ahead = self._read_ahead(ix, i, step, readahead)
+                    contents = ahead.pop(i)
+                    readahead = min(2 * readahead, READAHEAD_MAX)
+                except CorruptionError:
+                    # damage somewhere in the readahead: go on block by block,
+                    # so the error surfaces only if the walk reaches it
+                    ahead = {}
+                    readahead = -1
+            blk = decoded(ix, i, contents)
             yield blk.keys, blk.values  # type: ignore[misc]
+            if readahead == 0:
+                readahead = READAHEAD_MIN
             i += step
+
+    def _cached(self, ix: "_Index", i: int) -> bool:
+        cache = self._cache
+        return cache is not None and cache.get((self._cache_id, ix.offs[i])) is not None
+
+    def _read_ahead(self, ix: "_Index", i: int, step: int, budget: int) -> dict[int, bytes]:
+        """Blocks ``i, i+step, ...`` (at least one; about ``budget`` bytes
+        on disk, stopping at a block already cached) read with one file read
+        and opened with one native call: ``{block index: contents}``."""
+        if self._closed:
+            raise ClosedError(f"table {self.name} is closed")
+        offs, sizes = ix.offs, ix.sizes
+        n = self._nblocks
+        got = [i]
+        total = sizes[i] + BLOCK_TRAILER_SIZE
+        j = i + step
+        while 0 <= j < n and total + sizes[j] + BLOCK_TRAILER_SIZE <= budget \
+                and not self._cached(ix, j):
+            got.append(j)
+            total += sizes[j] + BLOCK_TRAILER_SIZE
+            j += step
+        got.sort()
+        base = offs[got[0]]
+        end = offs[got[-1]] + sizes[got[-1]] + BLOCK_TRAILER_SIZE
+        buf = self._file.read(base, end - base)  # type: ignore[attr-defined]
+        if len(buf) != end - base:
+            raise CorruptionError(f"sstable: data blocks truncated ({len(buf)} of "
+                                  f"{end - base} bytes)", self.name, base)
+        data, ends = N.blocks_open(buf, array("Q", [offs[k] - base for k in got]),
+                                   array("Q", [sizes[k] for k in got]), self._verify,
+                                   self.name, base)
+        self.blocks_loaded += len(got)
+        out = {}
+        start = 0
+        for k, e in zip(got, ends):
+            out[k] = data[start:e]
+            start = e
+        return out
 
     def blocks_with_user_keys(self, start: bytes | None = None, reverse: bool = False
                               ) -> Iterator[tuple[list[bytes], list[bytes], list[bytes]]]:
