@@ -802,10 +802,10 @@ merge_indices = _impl.merge_indices
 # exported here like the others, READ_C_FUNCTIONS are checked the same way
 # (a build lacking one makes c_api() fall back as for a stale build).
 
-READ_FUNCTIONS = ("tables_probe",)
+READ_FUNCTIONS = ("tables_probe", "blocks_decode")
 # the probe blob encoder is plain Python in both implementations
 probe_blob_encode = _twins.probe_blob_encode
-READ_C_FUNCTIONS = ("lsm_tables_probe",)
+READ_C_FUNCTIONS = ("lsm_tables_probe", "lsm_blocks_decode")
 __all__ += list(READ_FUNCTIONS)
 
 
@@ -854,6 +854,46 @@ def _make_read_api(api: Any) -> None:
 
     api.tables_probe = tables_probe
 
+    c_blocks_decode = lib.lsm_blocks_decode
+    cunpack = ffi.unpack
+    cbuffer = ffi.buffer
+
+    def blocks_decode(data: bytes, ends: Any) -> tuple[list[bytes], list[bytes], Any]:
+        """See ``lsm._twins.blocks_decode``."""
+        if type(data) is not bytes or type(ends) is not array or ends.typecode != "Q":
+            data, ends = _twins.check_blocks_decode_args(data, ends)
+        nb = len(ends)
+        counts = array("Q", bytes(8 * nb))
+        info = new("size_t[8]")
+        n = len(data)
+        out = new("char[]", 2 * n + 64)
+        fmt = new("char[]", 2 * n + 64)
+        info[0] = len(out)
+        info[1] = len(fmt)
+        c_counts = from_buffer("uint64_t[]", counts) if nb else ffi.NULL
+        c_ends = from_buffer("uint64_t[]", ends) if nb else ffi.NULL
+        rc = c_blocks_decode(data, n, c_ends, nb, info, out, fmt, c_counts)
+        if rc == _twins.ERR_TOO_LARGE:
+            # the keys expand beyond the guess: measure (and validate), then
+            # decode into buffers of the exact sizes
+            rc = c_blocks_decode(data, n, c_ends, nb, info, ffi.NULL, ffi.NULL, c_counts)
+            if rc == 0:
+                out = new("char[]", info[1] + info[3] + 1)
+                fmt = new("char[]", info[4] + 1)
+                info[0] = len(out)
+                info[1] = len(fmt)
+                rc = c_blocks_decode(data, n, c_ends, nb, info, out, fmt, c_counts)
+        if rc == _twins.ERR_INVALID:
+            _twins.check_blocks_decode_args(data, ends)     # raises the reference error
+        if rc < 0:
+            raise _error(rc, info[2])
+        if info[0] == 0:
+            return [], [], counts
+        items = _unpack_struct(cunpack(fmt, info[4]), cbuffer(out, info[1] + info[3]))
+        return list(items[0::2]), list(items[1::2]), counts
+
+    api.blocks_decode = blocks_decode
+
 
 _read_api = c_api()
 if _read_api is not None and not hasattr(_read_api, "tables_probe"):
@@ -868,6 +908,8 @@ if _read_api is not None and not hasattr(_read_api, "tables_probe"):
         _read_api = None
 tables_probe = (_read_api.tables_probe if _impl is not _twins and _read_api is not None
                 else _twins.tables_probe)
+blocks_decode = (_read_api.blocks_decode if _impl is not _twins and _read_api is not None
+                 else _twins.blocks_decode)
 
 
 # ===================================================================== LZ4 and physical blocks

@@ -1605,6 +1605,44 @@ def tables_probe(tables: Sequence[bytes], groups: Sequence[tuple[int, int]], use
     return out
 
 
+def check_blocks_decode_args(data: Any, ends: Any) -> tuple[bytes, Any]:
+    """Validate ``blocks_decode``'s arguments; ``data`` as bytes."""
+    data = check_buffer(data, "data")
+    if not isinstance(ends, _array) or ends.typecode != "Q":
+        raise ArgumentTypeError("ends must be an array('Q')")
+    if any(b < a for a, b in zip(ends, ends[1:])) or (ends and ends[-1] > len(data)):
+        raise InvalidArgumentError("ends must ascend within the data")
+    return data, ends
+
+
+def blocks_decode(data: bytes, ends: Any) -> tuple[list[bytes], list[bytes], Any]:
+    """Decode the data blocks given back to back in ``data`` (block i is
+    ``data[ends[i-1]:ends[i]]``, ``ends[-1]`` taken as 0) as
+    ``block_decode`` does: ``(keys, values, counts)`` with the entries of
+    every block in order and ``counts`` (``array('Q')``) the entries of each
+    block.  A corrupt block -> ``CorruptionError`` whose offset is the
+    position in ``data``.  O(len(data) + total key bytes)."""
+    data, ends = check_blocks_decode_args(data, ends)
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    counts = _array("Q")
+    start = 0
+    for end in ends:
+        try:
+            k, v = block_decode(data[start:end])
+        except CorruptionError as exc:
+            msg = str(exc)
+            suffix = f" at offset {exc.offset}"
+            if msg.endswith(suffix):
+                msg = msg[:-len(suffix)]
+            raise CorruptionError(msg, None, start + (exc.offset or 0)) from None
+        keys += k
+        values += v
+        counts.append(len(k))
+        start = end
+    return keys, values, counts
+
+
 # ===================================================================== LZ4 and physical blocks
 # (the SSTable block seal/open of lsm/sstable/format.py in bulk; C: native/lz4.c)
 #

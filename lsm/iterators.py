@@ -260,7 +260,7 @@ def _table_chunks(reader: Any, ascending: bool, lo: bytes | None, hi: bytes | No
     keys: list[bytes] = []
     values: list[bytes] = []
     nblocks = 0
-    for bkeys, bvalues in reader.blocks(start, reverse=not ascending):
+    for bkeys, bvalues in reader.block_runs(start, not ascending, hi if ascending else lo):
         if not bkeys:
             continue
         if ascending:

@@ -308,6 +308,14 @@ int64_t lsm_tables_probe(const char *const *tabs, const uint64_t *tab_lens, size
                          const uint32_t *groups, size_t ngroups,
                          const char *user_key, size_t key_len, uint64_t read_seq,
                          uint32_t *out, size_t cap, size_t *err);
+/* Decode nblocks data blocks given back to back (block i = data[ends[i-1]
+ * : ends[i]]) as lsm_block_decode decodes one, into one out / fmt pair;
+ * counts[i] = entries of block i.  info as lsm_block_decode's, for all the
+ * blocks (info[1] = key bytes, info[3] = value bytes, info[4] = format
+ * length), plus info[5] = the failing block; info[2] = the error offset in
+ * data.  LSM_ERR_INVALID for ends that are not ascending within data_len. */
+int lsm_blocks_decode(const char *data, size_t data_len, const uint64_t *ends, size_t nblocks,
+                      size_t *info, char *out, char *fmt, uint64_t *counts);
 
 /* ---- LZ4 and SSTable physical blocks (lz4.c).  Reference semantics, the
  * compressor's exact algorithm, the decoder's checks and error offsets: the

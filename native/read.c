@@ -209,3 +209,57 @@ int64_t lsm_tables_probe(const char *const *tabs, const uint64_t *tab_lens, size
     }
     return (int64_t)count;
 }
+
+/* ------------------------------------------------------ blocks_decode */
+
+/* Several data blocks decoded as lsm_block_decode decodes one, into one
+ * out / fmt pair (so a scan's readahead costs one struct.unpack in Python):
+ * block i is data[ends[i-1] : ends[i]] (ends[-1] = 0), its entries go to
+ * out after those of block i-1 and counts[i] is their number. */
+int lsm_blocks_decode(const char *data, size_t data_len, const uint64_t *ends, size_t nblocks,
+                      size_t *info, char *out, char *fmt, uint64_t *counts)
+{
+    size_t cap_out = 0, cap_fmt = 0, pos = 0, fpos = 0, total = 0, kb = 0, vb = 0;
+    uint64_t start = 0;
+    size_t b;
+    if (out != NULL) {
+        cap_out = info[0];
+        cap_fmt = info[1];
+    }
+    info[0] = info[1] = info[2] = info[3] = info[4] = info[5] = 0;
+    for (b = 0; b < nblocks; b++) {     /* the twin checks every end first */
+        if (ends[b] < start || ends[b] > data_len)
+            return LSM_ERR_INVALID;
+        start = ends[b];
+    }
+    start = 0;
+    for (b = 0; b < nblocks; b++) {
+        size_t sub[8] = {0};
+        int rc;
+        if (out != NULL) {
+            sub[0] = cap_out - pos;
+            sub[1] = cap_fmt - fpos;
+            rc = lsm_block_decode(data + start, (size_t)(ends[b] - start), sub, out + pos,
+                                  fmt + fpos);
+        } else {
+            rc = lsm_block_decode(data + start, (size_t)(ends[b] - start), sub, NULL, NULL);
+        }
+        if (rc != 0) {
+            info[2] = (size_t)start + sub[2];
+            info[5] = b;
+            return rc;
+        }
+        counts[b] = sub[0];
+        total += sub[0];
+        kb += sub[1];
+        vb += sub[3];
+        pos += sub[1] + sub[3];
+        fpos += sub[4];
+        start = ends[b];
+    }
+    info[0] = total;
+    info[1] = kb;
+    info[3] = vb;
+    info[4] = fpos;
+    return 0;
+}

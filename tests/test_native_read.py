@@ -284,3 +284,64 @@ def test_iterator_for_loop_stays_in_sync_with_the_cursor(tmp_path: Any) -> None:
         assert list(rit) == keys[::-1][10:]
     finally:
         db.close()
+
+
+# ---- blocks_decode: several data blocks in one call ---------------------------
+
+def _blocks_of(draw_sizes: list[int], seed: int) -> tuple[bytes, Any, list]:
+    rnd = random.Random(seed)
+    blocks = []
+    entries = []
+    for n in draw_sizes:
+        ks = sorted({bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 12)))
+                     for _ in range(n)})
+        vs = [bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 20))) for _ in ks]
+        blocks.append(_native.block_encode(ks, vs, rnd.randrange(1, 8)))
+        entries.append((ks, vs))
+    from array import array
+    ends = array("Q")
+    total = 0
+    for b in blocks:
+        total += len(b)
+        ends.append(total)
+    return b"".join(blocks), ends, entries
+
+
+@needs_c
+@MEDIUM
+@given(sizes=st.lists(st.integers(1, 30), max_size=6), seed=st.integers(0, 10**6),
+       flip=st.none() | st.integers(0, 10**6))
+def test_blocks_decode_matches_twin_and_block_decode(sizes: list, seed: int, flip: Any) -> None:
+    data, ends, entries = _blocks_of(sizes, seed)
+    if flip is not None and data:
+        d = bytearray(data)
+        d[flip % len(d)] ^= 0x5A
+        data = bytes(d)
+    a = outcome(T.blocks_decode, data, ends)
+    b = outcome(C.blocks_decode, data, ends)
+    assert a == b
+    if flip is None:
+        keys, values, counts = a[1]
+        assert keys == [k for ks, _ in entries for k in ks]
+        assert values == [v for _, vs in entries for v in vs]
+        assert list(counts) == [len(ks) for ks, _ in entries]
+
+
+@pytest.mark.parametrize("impl", [T] + ([C] if C is not None else []),
+                         ids=lambda m: "python" if m is T else "native")
+def test_blocks_decode_arguments_and_offsets(impl: Any) -> None:
+    from array import array
+    data, ends, _ = _blocks_of([5, 7, 3], 1)
+    with pytest.raises(ArgumentTypeError, match="ends"):
+        impl.blocks_decode(data, [len(data)])
+    with pytest.raises(InvalidArgumentError):
+        impl.blocks_decode(data, array("Q", [len(data) + 1]))
+    with pytest.raises(InvalidArgumentError):
+        impl.blocks_decode(data, array("Q", [ends[1], ends[0]]))
+    assert impl.blocks_decode(b"", array("Q")) == ([], [], array("Q"))
+    # damage in the second block: the offset is a position in data, past block 0
+    bad = bytearray(data)
+    bad[ends[1] - 1] ^= 0xFF                 # its restart count
+    with pytest.raises(CorruptionError) as ei:
+        impl.blocks_decode(bytes(bad), ends)
+    assert ends[0] <= ei.value.offset < ends[1]

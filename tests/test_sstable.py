@@ -617,3 +617,67 @@ def test_verify_whole_table(fs):
     r.close()
     with pytest.raises(ClosedError):
         r.verify()
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_block_runs_read_decode_and_respect_bound(fs, reverse):
+    """block_runs: the first block alone, then runs of blocks read and
+    decoded together (one file read each), never past ``bound``, not
+    inserted in the block cache; the entries are those of the blocks."""
+    entries = [(pack_internal_key(b"%06d" % i, 1, KIND_VALUE), b"v%05d" % i * 8)
+               for i in range(4000)]
+    build(fs, "br.sst", entries, block_size=512)
+    cache = BlockCache(1 << 24)
+    r = open_table(fs, "br.sst", block_cache=cache, cache_id=4)
+    reads = []
+    real_read = r._file.read
+    r._file.read = lambda off, n: (reads.append((off, n)), real_read(off, n))[1]
+    runs = list(r.block_runs(reverse=reverse))
+    if reverse:
+        runs.reverse()
+    assert [kv for keys, values in runs for kv in zip(keys, values)] == entries
+    assert len(runs) < r.num_data_blocks // 4 and len(reads) <= len(runs)
+    assert len(cache) == 1                  # only the walk's first block
+    # a bounded walk reads at most one block wholly beyond the bound (as
+    # without readahead: the walk learns a block is beyond by reading it)
+    ix = r._index()
+    lo_key, hi_key = b"001000", b"001200"
+    del reads[:]
+    if not reverse:
+        start, bound = pack_internal_key(lo_key, 2**56 - 1, 0xFF), hi_key
+        beyond = next(j for j in range(1, len(ix.uks)) if ix.uks[j - 1] > hi_key)
+        limit = ix.offs[beyond] + ix.sizes[beyond] + 5
+    else:
+        start, bound = pack_internal_key(hi_key, 0, 0), lo_key
+        beyond = max(j for j in range(len(ix.uks)) if ix.uks[j] < lo_key)
+        limit = ix.offs[beyond]
+    seen = []
+    for keys, _ in r.block_runs(start, reverse, bound):
+        seen.extend(k[:-8] for k in keys)
+        if (not reverse and keys[0][:-8] > bound) or (reverse and keys[-1][:-8] < bound):
+            break
+    assert {b"%06d" % i for i in range(1000, 1201)} <= set(seen)
+    assert reads and len(reads) < 20
+    for off, n in reads:
+        assert (off + n <= limit) if not reverse else (off >= limit)
+    r.close()
+
+
+def test_block_runs_fall_back_at_damage(fs):
+    entries = [(pack_internal_key(b"%05d" % i, 1, KIND_VALUE), b"value%d" % i) for i in range(800)]
+    build(fs, "e.sst", entries, block_size=512, compression=None)
+    good = get_bytes(fs, "e.sst")
+    r = open_table(fs, "e.sst")
+    offs, sizes = r._index().offs, r._index().sizes
+    r.close()
+    b = 4                                   # inside the first run
+    bad = bytearray(good)
+    bad[offs[b] + sizes[b] // 2] ^= 0xFF
+    put_bytes(fs, "e2.sst", bytes(bad))
+    r = open_table(fs, "e2.sst")
+    got = []
+    with pytest.raises(CorruptionError) as ei:
+        for keys, values in r.block_runs():
+            got.extend(zip(keys, values))
+    assert ei.value.offset == offs[b] and ei.value.file == "e2.sst"
+    assert got == entries[:len(got)] and len(got) > 0

@@ -618,6 +618,61 @@ class TableReader:
                 readahead = READAHEAD_MIN
             i += step
 
+    def block_runs(self, start: bytes | None = None, reverse: bool = False,
+                   bound: bytes | None = None) -> Iterator[tuple[list[bytes], list[bytes]]]:
+        """As ``blocks`` (same start, direction and argument checks), but
+        past the first block each item is a *run* of consecutive blocks --
+        ``(keys, values)`` in ascending order, also when ``reverse`` -- read
+        with readahead (``READAHEAD_MIN`` doubling to ``READAHEAD_MAX``),
+        opened by one native ``blocks_open`` call and decoded by one native
+        ``blocks_decode`` call.  Blocks of a run are not put in the block
+        cache (a scan does not evict the point reads' working set); cached
+        blocks are used as they are.  Damage inside a run makes the walk go
+        on block by block, so CorruptionError surfaces only at the damaged
+        block.  ``bound`` (a user key) keeps readahead inside a scan's range:
+        forward, no block is read whose entries all have user keys above
+        it; reverse, none whose entries are all below it.  The lists are
+        shared: do not mutate."""
+        if bound is not None:
+            bound = _check_bytes(bound, "bound")
+        return self._block_runs(self._check_blocks_start(start), bool(reverse), bound)
+
+    def _block_runs(self, start: bytes | None, reverse: bool, bound: bytes | None
+                    ) -> Iterator[tuple[list[bytes], list[bytes]]]:
+        n = self._nblocks
+        index = self._index
+        decoded = self._decoded
+        i, step = self._first_block(start, reverse)
+        readahead = 0
+        while 0 <= i < n:
+            ix = index()
+            if readahead <= 0 or self._cached(ix, i):
+                blk = decoded(ix, i)
+                yield blk.keys, blk.values  # type: ignore[misc]
+                i += step
+                if readahead == 0:
+                    readahead = READAHEAD_MIN
+                continue
+            try:
+                got, keys, values = self._read_run(ix, i, step, readahead, bound)
+            except CorruptionError:
+                readahead = -1          # block by block from here
+                continue
+            yield keys, values
+            i = (got[-1] + 1) if step > 0 else (got[0] - 1)
+            readahead = min(2 * readahead, READAHEAD_MAX)
+
+    def _read_run(self, ix: "_Index", i: int, step: int, budget: int, bound: bytes | None
+                  ) -> tuple[list[int], list[bytes], list[bytes]]:
+        """Blocks from ``i`` in direction ``step`` (about ``budget`` bytes on
+        disk, stopping before a cached block or one beyond ``bound``) read,
+        opened and decoded together: ``(block indices ascending, keys,
+        values)``."""
+        got, data, ends = self._read_group(ix, i, step, budget, bound)
+        keys, values, _ = N.blocks_decode(data, ends)
+        self.blocks_read += len(got)
+        return got, keys, values
+
     def _cached(self, ix: "_Index", i: int) -> bool:
         cache = self._cache
         return cache is not None and cache.get((self._cache_id, ix.offs[i])) is not None
@@ -626,6 +681,19 @@ class TableReader:
         """Blocks ``i, i+step, ...`` (at least one; about ``budget`` bytes
         on disk, stopping at a block already cached) read with one file read
         and opened with one native call: ``{block index: contents}``."""
+        got, data, ends = self._read_group(ix, i, step, budget)
+        out = {}
+        start = 0
+        for k, e in zip(got, ends):
+            out[k] = data[start:e]
+            start = e
+        return out
+
+    def _read_group(self, ix: "_Index", i: int, step: int, budget: int,
+                    bound: bytes | None = None) -> tuple[list[int], bytes, array]:
+        """The blocks of ``_read_ahead`` as ``(indices ascending, contents
+        back to back, their end offsets)``; with ``bound``, stopping before
+        a block wholly beyond it (``block_runs``)."""
         if self._closed:
             raise ClosedError(f"table {self.name} is closed")
         offs, sizes = ix.offs, ix.sizes
@@ -633,8 +701,10 @@ class TableReader:
         got = [i]
         total = sizes[i] + BLOCK_TRAILER_SIZE
         j = i + step
+        uks = ix.uks
         while 0 <= j < n and total + sizes[j] + BLOCK_TRAILER_SIZE <= budget \
-                and not self._cached(ix, j):
+                and not self._cached(ix, j) and (
+                    bound is None or (uks[j - 1] <= bound if step > 0 else uks[j] >= bound)):
             got.append(j)
             total += sizes[j] + BLOCK_TRAILER_SIZE
             j += step
@@ -649,12 +719,7 @@ class TableReader:
                                    array("Q", [sizes[k] for k in got]), self._verify,
                                    self.name, base)
         self.blocks_loaded += len(got)
-        out = {}
-        start = 0
-        for k, e in zip(got, ends):
-            out[k] = data[start:e]
-            start = e
-        return out
+        return got, data, ends
 
     def blocks_with_user_keys(self, start: bytes | None = None, reverse: bool = False
                               ) -> Iterator[tuple[list[bytes], list[bytes], list[bytes]]]:
