@@ -625,9 +625,10 @@ class TableReader:
         ``(keys, values)`` in ascending order, also when ``reverse`` -- read
         with readahead (``READAHEAD_MIN`` doubling to ``READAHEAD_MAX``),
         opened by one native ``blocks_open`` call and decoded by one native
-        ``blocks_decode`` call.  Blocks of a run are not put in the block
-        cache (a scan does not evict the point reads' working set); cached
-        blocks are used as they are.  Damage inside a run makes the walk go
+        ``blocks_decode`` call.  Runs bypass the block cache: their blocks
+        are read from the file even when cached (one read beats a split
+        run) and not put in it (a scan does not evict the point reads'
+        working set).  Damage inside a run makes the walk go
         on block by block, so CorruptionError surfaces only at the damaged
         block.  ``bound`` (a user key) keeps readahead inside a scan's range:
         forward, no block is read whose entries all have user keys above
@@ -646,7 +647,7 @@ class TableReader:
         readahead = 0
         while 0 <= i < n:
             ix = index()
-            if readahead <= 0 or self._cached(ix, i):
+            if readahead <= 0:
                 blk = decoded(ix, i)
                 yield blk.keys, blk.values  # type: ignore[misc]
                 i += step
@@ -668,7 +669,7 @@ class TableReader:
         disk, stopping before a cached block or one beyond ``bound``) read,
         opened and decoded together: ``(block indices ascending, keys,
         values)``."""
-        got, data, ends = self._read_group(ix, i, step, budget, bound)
+        got, data, ends = self._read_group(ix, i, step, budget, bound, False)
         keys, values, _ = N.blocks_decode(data, ends)
         self.blocks_read += len(got)
         return got, keys, values
@@ -690,10 +691,13 @@ class TableReader:
         return out
 
     def _read_group(self, ix: "_Index", i: int, step: int, budget: int,
-                    bound: bytes | None = None) -> tuple[list[int], bytes, array]:
+                    bound: bytes | None = None, stop_at_cached: bool = True
+                    ) -> tuple[list[int], bytes, array]:
         """The blocks of ``_read_ahead`` as ``(indices ascending, contents
         back to back, their end offsets)``; with ``bound``, stopping before
-        a block wholly beyond it (``block_runs``)."""
+        a block wholly beyond it, and reading cached blocks too unless
+        ``stop_at_cached`` (``block_runs``: re-reading a cached block from
+        the file beats splitting the run)."""
         if self._closed:
             raise ClosedError(f"table {self.name} is closed")
         offs, sizes = ix.offs, ix.sizes
@@ -703,7 +707,7 @@ class TableReader:
         j = i + step
         uks = ix.uks
         while 0 <= j < n and total + sizes[j] + BLOCK_TRAILER_SIZE <= budget \
-                and not self._cached(ix, j) and (
+                and not (stop_at_cached and self._cached(ix, j)) and (
                     bound is None or (uks[j - 1] <= bound if step > 0 else uks[j] >= bound)):
             got.append(j)
             total += sizes[j] + BLOCK_TRAILER_SIZE
