@@ -129,6 +129,13 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+def _create_log(fs: FileSystem, name: str) -> Any:
+    """A new write-ahead log file: memory-mapped appends where the file
+    system offers them (``PosixFS.create_mapped``), else ``create``."""
+    mapped = getattr(fs, "create_mapped", None)
+    return mapped(name) if mapped is not None else fs.create(name)
+
+
 def encode_records(seq: int, items: list[tuple[int, bytes, bytes]]) -> bytes:
     """WAL payload for ``items`` at ``seq, seq+1, ...`` -- byte for byte what
     ``lsm.batch.WriteBatch.encode`` produces (tests check it).  O(bytes)."""
@@ -436,7 +443,7 @@ class DB(_DictProtocol):
         edit_files, max_seq = self._replay_logs(vs.log_number)
         self._seq = max(self._seq, max_seq)
         log_number = vs.new_file_number()
-        self._log = LogWriter(fs.create(filenames.log_file_name(log_number)),
+        self._log = LogWriter(_create_log(fs, filenames.log_file_name(log_number)),
                               filenames.log_file_name(log_number))
         self._log.sync()
         version = vs.log_and_apply(VersionEdit(
@@ -862,7 +869,7 @@ class DB(_DictProtocol):
         number = self._alloc_output()
         name = filenames.log_file_name(number)
         try:
-            new_log = LogWriter(self._fs.create(name), name)
+            new_log = LogWriter(_create_log(self._fs, name), name)
         except BaseException as exc:
             self._set_bg_error(exc)
             raise
