@@ -595,19 +595,17 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
         rc = c_unpack(*args, NULL, NULL, NULL, NULL, NULL, info)
         if rc == 0:
             n, kb, vb = info[0], info[1], info[2]
-            kout = bytearray(kb)
-            vout = bytearray(vb)
+            kout = alloc("char[]", kb + 1)      # not cleared: C writes every byte used
+            vout = alloc("char[]", vb + 1)
             klens = array("Q", bytes(8 * n))
             vlens = array("Q", bytes(8 * n))
             starts = array("Q", bytes(8 * (len(runs) + 1)))
-            rc = c_unpack(*args, from_buffer("char[]", kout) if kb else NULL,
-                          u64(klens), from_buffer("char[]", vout) if vb else NULL,
-                          u64(vlens), u64(starts), info)
+            rc = c_unpack(*args, kout, u64(klens), vout, u64(vlens), u64(starts), info)
         if rc < 0:
             if rc in (_twins.ERR_NO_MEMORY, _twins.ERR_TOO_LARGE):
                 raise _error(rc, 0)
             raise _twins.unpack_corruption(rc, int(info[3]), int(info[4]))
-        return (bytes(kout), klens, bytes(vout), vlens), starts
+        return (ffi.unpack(kout, kb), klens, ffi.unpack(vout, vb), vlens), starts
 
     def sort_entries(packed: Any) -> Any:
         kbuf, klens, vbuf, vlens = check_packed(packed)
@@ -667,17 +665,11 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
             o += ln
         del hashes[int(info[2]):]
         taken = int(info[0]) - pos
-        first = b""
-        if taken:
-            g = order[pos] if order is not None else pos
-            if layout == 0:
-                o = sum(klens[:g]) if g else 0
-                first = kbuf[o:o + klens[g]]
-            else:
-                o = sum(klens[:g]) if g else 0
-                v = sum(vlens[:g]) if g else 0
-                first = kbuf[o:o + klens[g]] + vbuf[v:v + 8]
-        return TableChunk(ffi.unpack(out, int(info[10])), ends, positions, lk, hashes,
+        data = ffi.unpack(out, int(info[10]))
+        # the first entry of a block shares nothing: its key is whole at the
+        # start of the data (three varint32 lengths, then the key)
+        first = _twins.first_block_key(data) if taken else b""
+        return TableChunk(data, ends, positions, lk, hashes,
                           (int(info[0]), int(info[8]), int(info[3]), int(info[4]),
                            int(info[5]), int(info[6]), int(info[7])), first, taken)
 

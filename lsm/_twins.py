@@ -1102,11 +1102,25 @@ def unpack_corruption(code: int, block: int, offset: int) -> CorruptionError:
     return exc
 
 
+def first_block_key(data: bytes) -> bytes:
+    """The key of the first entry of the data block at the start of
+    ``data`` (whole: a block's first entry shares no prefix).  O(key)."""
+    shared, p = decode_varint32(data, 0)
+    unshared, p = decode_varint32(data, p)
+    _, p = decode_varint32(data, p)
+    if shared:
+        raise corruption(ERR_BLOCK_RESTART_SHARED, 0)
+    return data[p:p + unshared]
+
+
 def check_unpack_args(runs: Any, lo: Any, hi: Any) -> None:
     if not isinstance(runs, (list, tuple)):
         raise ArgumentTypeError("runs must be a list of lists of blocks")
     for r in runs:
-        check_bytes_list(r, "run")
+        if not isinstance(r, (list, tuple)):
+            raise ArgumentTypeError(f"run must be a list of bytes, not {type(r).__name__}")
+        if not {*map(type, r)} <= {bytes, memoryview}:
+            check_bytes_list(r, "run")          # raises, or accepts bytes subclasses
     for b, what in ((lo, "lo"), (hi, "hi")):
         if b is not None and not isinstance(b, bytes):
             raise ArgumentTypeError(f"{what} must be bytes or None, not {type(b).__name__}")
@@ -1115,7 +1129,7 @@ def check_unpack_args(runs: Any, lo: Any, hi: Any) -> None:
 def blocks_unpack(runs: Sequence[Sequence[bytes]], lo: Optional[bytes] = None,
                   hi: Optional[bytes] = None) -> tuple[Packed, Any]:
     """Decode the data blocks of every run (a run: a list of block contents
-    in order) and keep the entries whose user key ``u`` has ``lo <= u`` (lo
+    in order, ``bytes`` or byte ``memoryview``s) and keep the entries whose user key ``u`` has ``lo <= u`` (lo
     not None) and ``u < hi`` (hi not None).  Returns the packed entries of
     all runs back to back and ``run_starts`` (``array('Q')``, the first
     entry of each run, then the total): input for ``merge_indices``.
@@ -1133,6 +1147,8 @@ def blocks_unpack(runs: Sequence[Sequence[bytes]], lo: Optional[bytes] = None,
     for run in runs:
         starts.append(len(keys))
         for block in run:
+            if type(block) is memoryview:
+                block = block.tobytes()
             try:
                 bkeys, bvals = block_decode(block)
             except CorruptionError as exc:

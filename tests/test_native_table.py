@@ -589,6 +589,27 @@ def test_blocks_unpack_edges():
         assert r[0] == "err"
 
 
+def test_blocks_unpack_takes_block_views():
+    """Blocks may be memoryviews into one read (TableReader.raw_blocks): same
+    result as bytes, in both implementations; the chunk's first key is
+    read from its first block (first_block_key)."""
+    need_c()
+    blocks = chunk_blocks([(ik(b"k%02d" % i, 9, 1), b"v%d" % i) for i in range(30)], 64, 2)
+    data = b"".join(blocks)
+    view = memoryview(data)
+    views = []
+    at = 0
+    for b in blocks:
+        views.append(view[at:at + len(b)])
+        at += len(b)
+    for lo, hi in ((None, None), (b"k05", b"k20")):
+        as_bytes = same("blocks_unpack", [blocks[:4], blocks[4:]], lo, hi)
+        as_views = same("blocks_unpack", [views[:4], views[4:]], lo, hi)
+        assert as_bytes == as_views and as_bytes[0] == "ok"
+    assert T.first_block_key(blocks[0]) == ik(b"k00", 9, 1)
+    assert T.first_block_key(blocks[1]) == T.block_decode(blocks[1])[0][0]
+
+
 ALL_OPS = ("flip", "set", "truncate", "extend", "cut_front", "insert", "entry", "entry",
            "restart")
 

@@ -827,7 +827,8 @@ class TableReader:
                    ) -> Iterator[tuple[bytes, bytes, int]]:
         """Every data block in order as ``(contents, last user key, offset)``:
         verified and decompressed, not decoded, and not put in the block
-        cache (a compaction reads each block once).  The file is read in
+        cache (a compaction reads each block once).  ``contents`` is a
+        read-only ``memoryview`` into the chunk read (no copy per block).  The file is read in
         appends of about ``chunk_bytes``.  O(data size); corrupt blocks raise
         CorruptionError(file, offset)."""
         ix = self._index()
@@ -850,9 +851,10 @@ class TableReader:
             # every block of the chunk checked and decompressed in one native call
             data, ends = N.blocks_open(buf, array("Q", [o - base for o in offs[i:j]]),
                                        array("Q", sizes[i:j]), self._verify, self.name, base)
+            view = memoryview(data)         # blocks as views: no copy per block
             start = 0
             for k, end in zip(range(i, j), ends):
-                yield data[start:end], uks[k], offs[k]
+                yield view[start:end], uks[k], offs[k]
                 start = end
             self.blocks_loaded += j - i
             i = j
