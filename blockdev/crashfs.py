@@ -300,6 +300,14 @@ class CrashFS(FileSystem):
             return t.synced if t.durable else 0
 
     # -- FileSystem ---------------------------------------------------------
+    @property
+    def create_mapped(self) -> Optional[Callable[[str], WritableFile]]:
+        """Present when the wrapped file system has it (the DB then treats
+        this one as a PosixFS: it defers syncing old logs to the next sync
+        write); files are created by ``create`` -- the crash model is the
+        same for mapped and plain appends."""
+        return self.create if getattr(self.inner, "create_mapped", None) is not None else None
+
     def create(self, name: str) -> WritableFile:
         check_name(name)
         self._check_open()

@@ -369,6 +369,9 @@ class DB(_DictProtocol):
         self._mem_bytes = 0
         self._wal_bytes = 0
         self._log_dirty = False
+        # logs of immutable memtables whose tails are not synced yet (PosixFS):
+        # synced, in order, before the next sync write; closed once obsolete
+        self._old_logs: list[tuple[int, LogWriter]] = []
         self._stats: Counter[str] = Counter()
         self._recovery_report: list[dict] = []
         self._block_cache = BlockCache(opts.block_cache_size) if opts.block_cache_size else None
@@ -612,6 +615,8 @@ class DB(_DictProtocol):
             try:
                 log.add_record(payload)   # type: ignore[union-attr]
                 if sync:
+                    if self._old_logs:
+                        self._sync_old_logs()
                     log.sync()            # type: ignore[union-attr]
                     self._log_dirty = False
                 else:
@@ -778,6 +783,8 @@ class DB(_DictProtocol):
         try:
             log.add_record(payload)   # type: ignore[union-attr]
             if sync:
+                if self._old_logs:
+                    self._sync_old_logs()
                 log.sync()            # type: ignore[union-attr]
                 self._log_dirty = False
             else:
@@ -874,14 +881,22 @@ class DB(_DictProtocol):
             self._set_bg_error(exc)
             raise
         old_log = self._log
+        self._close_obsolete_old_logs()
         if old_log is not None and self._log_dirty:
-            # a later sync write in the new log must not leave a hole: make the
-            # old log's unsynced tail durable first
-            try:
-                old_log.sync()
-            except BaseException as exc:
-                self._set_bg_error(exc)
-                raise
+            # a later sync write in the new log must not leave a hole: the old
+            # log's unsynced tail must be durable first.  With mapped logs
+            # (PosixFS) that waits for the next sync write (_sync_old_logs),
+            # so a run of sync=False writes pays no fsync per memtable; other
+            # file systems sync it now.
+            if getattr(self._fs, "create_mapped", None) is not None:
+                self._old_logs.append((self._state.mem_log, old_log))
+                old_log = None
+            else:
+                try:
+                    old_log.sync()
+                except BaseException as exc:
+                    self._set_bg_error(exc)
+                    raise
         self._log_dirty = False
         with self._mutex:
             self._pending_outputs.discard(number)
@@ -894,6 +909,37 @@ class DB(_DictProtocol):
             self._cv.notify_all()
         if old_log is not None:
             old_log.close()
+
+    def _sync_old_logs(self) -> None:
+        """Sync, oldest first, then close every old log still holding a live
+        memtable's records (``_old_logs``); close the obsolete ones.  Called
+        before a sync write's own log sync.  Requires: ``_wlock`` held."""
+        olds, self._old_logs = self._old_logs, []
+        st = self._state
+        live = {st.mem_log} | {n for _, n in st.imms}
+        for i, (number, log) in enumerate(olds):
+            try:
+                if number in live:
+                    log.sync()
+                log.close()
+            except BaseException:
+                self._old_logs = olds[i:] + self._old_logs
+                raise
+
+    def _close_obsolete_old_logs(self) -> None:
+        """Close the old logs whose memtables have been flushed (nothing to
+        sync any more).  Requires: ``_wlock`` held."""
+        if not self._old_logs:
+            return
+        st = self._state
+        live = {st.mem_log} | {n for _, n in st.imms}
+        keep = []
+        for number, log in self._old_logs:
+            if number in live:
+                keep.append((number, log))
+            else:
+                log.close()
+        self._old_logs = keep
 
     # -- background work -------------------------------------------------------------
     def _set_bg_error(self, exc: BaseException) -> None:
@@ -1512,8 +1558,10 @@ class DB(_DictProtocol):
         for s in list(self._snapshot_objs):
             s._closed = True
         err: BaseException | None = None
-        for closer in (getattr(self._log, "close", None), self._versions.close,
-                       self._table_cache.close, self._lock_handle.release):
+        olds, self._old_logs = self._old_logs, []
+        for closer in ([log.close for _, log in olds] + [getattr(self._log, "close", None)]
+                       + [self._versions.close,
+                          self._table_cache.close, self._lock_handle.release]):
             try:
                 if closer is not None:
                     closer()
