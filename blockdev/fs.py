@@ -395,11 +395,15 @@ class _PosixWritable(WritableFile):
                     raise _os_error(exc, "close", self._path) from exc
 
 
+_MAPPED_PWRITE_MIN = 32 << 10     # appends at least this large use pwrite
+
+
 class _PosixMappedWritable(WritableFile):
     """A write-ahead log handle (``PosixFS.create_mapped``): appends are
     copies into a shared memory map of the file, so an append is no system
     call and never releases the GIL (the way RocksDB's ``allow_mmap_writes``
-    avoids a ``write`` per record).
+    avoids a ``write`` per record); an append of ``_MAPPED_PWRITE_MIN`` bytes
+    or more (a large batch) is one ``pwrite`` into the same reserved space.
 
     The file grows by ``posix_fallocate`` in steps of ``_GROW_MIN`` doubling
     to ``_GROW_MAX`` (blocks are reserved up front, so a full disk is a
@@ -448,7 +452,18 @@ class _PosixMappedWritable(WritableFile):
             end = size + len(data)
             if end > self._cap:
                 self._grow(fd, end)
-            self._mm[size:end] = data    # type: ignore[index]
+            if end - size < _MAPPED_PWRITE_MIN:
+                self._mm[size:end] = data    # type: ignore[index]
+            else:
+                # a large append (a batch): one pwrite, GIL released, into the
+                # same page cache the map shows (no page faults under the GIL)
+                done = 0
+                view = memoryview(data)
+                try:
+                    while done < len(view):
+                        done += os.pwrite(fd, view[done:], size + done)
+                except OSError as exc:
+                    raise _os_error(exc, "append", self._path) from exc
             self._size = end
 
     def _grow(self, fd: int, need: int) -> None:

@@ -73,7 +73,7 @@ from lsm.dbformat import (
 __all__ = ["MemTable", "ENTRY_OVERHEAD", "SEGMENT_FANOUT"]
 
 ENTRY_OVERHEAD = 12       # 8-byte trailer + ~4 bytes of lengths per entry
-SEGMENT_FANOUT = 4        # the newest segments merged at a time (module doc)
+SEGMENT_FANOUT = 8        # the newest segments concatenated at a time (module doc)
 _PACK = struct.Struct("<Q").pack
 _TRAILER = struct.Struct("<Q").unpack_from       # entry -> (seq << 8 | kind,)
 _KIND = itemgetter(0)                              # batch item (kind, key, value)
