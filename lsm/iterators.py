@@ -570,7 +570,7 @@ class Iterator(_CursorLifecycle):
     (and so its Version's files) until ``close()`` or garbage collection.
     """
 
-    __slots__ = ("_buf", "_keys", "_i", "_n", "_tail", "_head", "_view", "_owner",
+    __slots__ = ("_buf", "_bv", "_keys", "_i", "_n", "_tail", "_head", "_view", "_owner",
                  "_lo", "_lo_incl", "_hi", "_hi_incl", "_reverse", "_ik", "_iv", "_strip",
                  "_prefix", "_closed", "_li", "__weakref__")
 
@@ -588,6 +588,7 @@ class Iterator(_CursorLifecycle):
         self._iv = bool(include_value)
         self._closed = False
         self._buf: list[Any] = []
+        self._bv: list[bytes] | None = None   # values, when items are (key, value) pairs
         self._keys: list[bytes] = []
         self._i = 0
         self._n = 0
@@ -620,7 +621,17 @@ class Iterator(_CursorLifecycle):
                 if i:
                     li.__setstate__(i)
                 self._li = li
-                yield li
+                bv = self._bv
+                if bv is None:
+                    yield li
+                else:
+                    # (key, value) pairs made one at a time by zip, not held in
+                    # a list: a window of tuples alive at once would wake the
+                    # cyclic GC every few hundred items
+                    vi = iter(bv)
+                    if i:
+                        vi.__setstate__(i)
+                    yield zip(li, vi)
                 continue
             try:
                 self._next_slow()       # loads the next window, consumes item 0
@@ -643,7 +654,8 @@ class Iterator(_CursorLifecycle):
         i = self._i
         if i < self._n:
             self._i = i + 1
-            return self._buf[i]
+            bv = self._bv
+            return self._buf[i] if bv is None else (self._buf[i], bv[i])
         return self._next_slow()
 
     def prev(self) -> Any:
@@ -653,21 +665,30 @@ class Iterator(_CursorLifecycle):
         i = self._i
         if i > 0 and not self._closed:
             self._i = i - 1
-            return self._buf[i - 1]
+            bv = self._bv
+            return self._buf[i - 1] if bv is None else (self._buf[i - 1], bv[i - 1])
         return self._prev_slow()
 
     # -- items -------------------------------------------------------------------
-    def _items(self, okeys: list[bytes], vals: list[bytes]) -> list[Any]:
-        """Output items for merge output ``okeys`` (internal keys)."""
+    def _fill(self, okeys: list[bytes], vals: list[bytes]) -> None:
+        """Buffer the items of merge output ``okeys`` (internal keys):
+        ``_buf`` keys, values or ``None``s -- or, for (key, value) items, the
+        keys, with the values in ``_bv`` (the pairs are made on demand)."""
         p = self._strip
+        self._bv = None
         if self._ik:
             keys = map(itemgetter(slice(p, -8)), okeys) if p else map(_UK, okeys)
+            self._buf = list(keys)
             if self._iv:
-                return list(zip(keys, vals))
-            return list(keys)
-        if self._iv:
-            return vals if type(vals) is list else list(vals)
-        return [None] * len(okeys)
+                self._bv = vals if type(vals) is list else list(vals)
+        elif self._iv:
+            self._buf = vals if type(vals) is list else list(vals)
+        else:
+            self._buf = [None] * len(okeys)
+
+    def _item(self, i: int) -> Any:
+        bv = self._bv
+        return self._buf[i] if bv is None else (self._buf[i], bv[i])
 
     def _check(self) -> None:
         if self._closed:
@@ -702,11 +723,11 @@ class Iterator(_CursorLifecycle):
             self._i = self._n
             raise StopIteration
         self._keys = okeys
-        self._buf = self._items(okeys, vals)
+        self._fill(okeys, vals)
         self._n = len(okeys)
         self._i = 1
         self._head = None
-        return self._buf[0]
+        return self._item(0)
 
     def _prev_slow(self) -> Any:
         self._check()
@@ -725,16 +746,17 @@ class Iterator(_CursorLifecycle):
         okeys = okeys[::-1]
         vals = vals[::-1]
         self._keys = okeys
-        self._buf = self._items(okeys, vals)
+        self._fill(okeys, vals)
         self._n = len(okeys)
         self._i = self._n - 1
         self._tail = None
-        return self._buf[-1]
+        return self._item(self._n - 1)
 
     def _reset(self, tail: Any, head: Any) -> None:
         if self._li is not None:
             self._detach()
         self._buf = []
+        self._bv = None
         self._keys = []
         self._i = self._n = 0
         self._tail = tail

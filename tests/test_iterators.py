@@ -349,3 +349,35 @@ def test_writes_during_iteration_are_invisible(tmp_path):
             db.delete_range(b"k", b"l")
             for i in range(0, 6000, 2):
                 db.put(b"k%06d" % i, b"old")
+
+
+def test_for_loop_makes_pairs_one_at_a_time(tmp_path):
+    """A ``for k, v in db.iterator()`` loop gets its pairs from zip, one at a
+    time, instead of a buffered list of tuples per window: iterating creates
+    no pile of GC-tracked objects, so the cyclic collector stays asleep."""
+    import gc
+    with lsm.DB(tmp_path / "db", create_if_missing=True) as db:
+        with db.write_batch() as wb:
+            for i in range(30000):
+                wb.put(b"k%06d" % i, b"v%d" % i)
+        db.flush()
+        runs = []
+
+        def count(phase, info):
+            if phase == "start":
+                runs.append(info["generation"])
+
+        gc.collect()
+        gc.callbacks.append(count)
+        try:
+            n = 0
+            for k, v in db.iterator():
+                n += 1
+        finally:
+            gc.callbacks.remove(count)
+        assert n == 30000
+        assert len(runs) < 10, runs          # a list of 30000 tuples: ~40 collections
+        it = db.iterator()
+        first = [next(it), next(it)]
+        rest = list(it)                       # pairs kept alive: each one its own tuple
+        assert first + rest == [(b"k%06d" % i, b"v%d" % i) for i in range(30000)]
