@@ -23,7 +23,8 @@ dict/list operations):
   the dict and is kept whole as a ``lsm._memseg.Segment`` -- its records in
   flat buffers with a hash index of their keys, built in C with no Python
   object per entry and nothing sorted.  ``_seg`` is ``(segments oldest
-  first, lookup view)``, swapped as one value; the newest
+  first, lookup view or None until a get needs it)``, swapped as one
+  value; the newest
   ``SEGMENT_FANOUT`` segments are concatenated into one whenever the oldest
   of them holds no more entries than the others together, so a memtable
   holds O(log n) segments and an entry is copied O(log n) times (in C).
@@ -73,7 +74,7 @@ from lsm.dbformat import (
 __all__ = ["MemTable", "ENTRY_OVERHEAD", "SEGMENT_FANOUT"]
 
 ENTRY_OVERHEAD = 12       # 8-byte trailer + ~4 bytes of lengths per entry
-SEGMENT_FANOUT = 8        # the newest segments concatenated at a time (module doc)
+SEGMENT_FANOUT = 16       # the newest segments concatenated at a time (module doc)
 _PACK = struct.Struct("<Q").pack
 _TRAILER = struct.Struct("<Q").unpack_from       # entry -> (seq << 8 | kind,)
 _KIND = itemgetter(0)                              # batch item (kind, key, value)
@@ -246,7 +247,7 @@ class MemTable:
         k = SEGMENT_FANOUT
         while len(segs) >= k and segs[-k].n <= sum(x.n for x in segs[-k + 1:]):
             segs[-k:] = [_memseg.segments_concat(segs[-k:])]
-        self._seg = (tuple(segs), _memseg.segments_view(segs))
+        self._seg = (tuple(segs), None)      # the lookup view is built by the first get
         n = seg.n
         self._size += seg.key_bytes + seg.value_bytes + n * ENTRY_OVERHEAD
         if self._first_seq == 0:
@@ -309,7 +310,14 @@ class MemTable:
         found = self._dict_get(user_key, read_seq)
         if seg is None:
             return found
-        other = _memseg.segments_get(seg[1], user_key, read_seq)
+        view = seg[1]
+        if view is None:
+            # first get since the last add_segment: build the view once (a
+            # racing reader may build it too: same value, last one kept)
+            view = _memseg.segments_view(seg[0])
+            if self._seg is seg:
+                self._seg = (seg[0], view)
+        other = _memseg.segments_get(view, user_key, read_seq)
         if other is None or (found is not None and found[0] > other[0]):
             return found
         return other
