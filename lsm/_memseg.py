@@ -350,15 +350,18 @@ def _make_c(api: Any) -> dict:
     c_get = lib.lsm_segments_get
     c_batch_encode = lib.lsm_batch_encode
     from_buffer = ffi.from_buffer
+    alloc = ffi.new_allocator(should_clear_after_alloc=False)
+    unpack = ffi.unpack
     out3 = ffi.new("uint64_t[3]")
+    zero = array("Q", [0])
 
     def index(keys: bytes, klens: array, ents: bytes, elens: array
               ) -> tuple[array, array, array]:
         n = len(klens)
         cap = _table_cap(n)
-        koffs = array("Q", bytes(8 * (n + 1)))
-        eoffs = array("Q", bytes(8 * (n + 1)))
-        table = array("Q", bytes(8 * cap))
+        koffs = zero * (n + 1)
+        eoffs = zero * (n + 1)
+        table = zero * cap
         rc = c_index(n, keys, len(keys), from_buffer("uint64_t[]", klens), len(ents),
                      from_buffer("uint64_t[]", elens), from_buffer("uint64_t[]", koffs),
                      from_buffer("uint64_t[]", eoffs), from_buffer("uint64_t[]", table), cap)
@@ -383,15 +386,16 @@ def _make_c(api: Any) -> dict:
             _check_build_args(seq, kinds, packed)
         kbuf, klens, vbuf, vlens = packed
         n = len(kinds)
-        ents = bytearray(len(vbuf) + 8 * n)
-        elens = array("Q", bytes(8 * n))
+        size = len(vbuf) + 8 * n
+        ents = alloc("char[]", size)             # not cleared: C writes every byte
+        elens = zero * n
         rc = c_entries(seq, n, kinds, vbuf, len(vbuf), from_buffer("uint64_t[]", vlens),
-                       from_buffer(ents), from_buffer("uint64_t[]", elens))
+                       ents, from_buffer("uint64_t[]", elens))
         if rc < 0:
             _check_build_args(seq, kinds, packed)      # raises the reference error
             raise RuntimeError(f"lsm_segment_entries returned {rc} on arguments the "
                                "twin accepts")         # a bug, not bad input
-        ents_b = bytes(ents)
+        ents_b = unpack(ents, size)
         try:
             koffs, eoffs, table = index(kbuf, klens, ents_b, elens)
         except RuntimeError:
@@ -435,15 +439,14 @@ def _make_c(api: Any) -> dict:
         kbuf, klens, vbuf, vlens = packed
         n = len(kinds)
         cap = 12 + 11 * n + len(kbuf) + len(vbuf)
-        out = bytearray(cap)
+        out = alloc("char[]", cap)               # not cleared: C writes the rc bytes
         rc = c_batch_encode(seq, n, kinds, kbuf, len(kbuf), from_buffer("uint64_t[]", klens),
-                            vbuf, len(vbuf), from_buffer("uint64_t[]", vlens),
-                            from_buffer(out), cap)
+                            vbuf, len(vbuf), from_buffer("uint64_t[]", vlens), out, cap)
         if rc < 0:
             _check_build_args(seq, kinds, packed)      # raises the reference error
             raise RuntimeError(f"lsm_batch_encode returned {rc} on arguments the "
                                "twin accepts")         # a bug, not bad input
-        return bytes(memoryview(out)[:rc])
+        return unpack(out, rc)
 
     return {"segment_build": segment_build, "segments_concat": segments_concat,
             "segments_view": segments_view, "segments_get": segments_get,
