@@ -419,6 +419,16 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
         snaps = snapshots
         if not _merge_args_ok(runs, read_seq, snapshots, mode, bottom):
             runs, snaps = check_merge_args(runs, read_seq, snapshots, mode, bottom)
+        return merge_trusted(runs, read_seq, snaps, mode, bottom)
+
+    def merge_trusted(runs: Sequence[tuple[Sequence[bytes], Sequence[bytes]]], read_seq: int,
+                      snaps: Sequence[int] = (), mode: int = MERGE_READ,
+                      bottom: bool = False) -> tuple[list[bytes], list[bytes]]:
+        """``merge`` without the argument checks, for the engine's own calls
+        with arguments of the exact shape ``merge`` accepts unchanged.
+        Requires: runs a list of (list of bytes, list of bytes) of equal
+        lengths; read_seq and the sorted snapshots ints in [0, 2**56-1]; mode
+        MERGE_READ or MERGE_COMPACT; bottom a bool."""
         # one snapshot of every run: the buffers, lengths and objects agree
         all_keys: list = []
         all_vals: list = []
@@ -519,7 +529,7 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
         decode_varint32=decode_varint32, decode_varint64=decode_varint64,
         block_encode=block_encode, block_decode=block_decode, block_seek=block_seek,
         block_get=block_get, bloom_build=bloom_build, bloom_may_contain=bloom_may_contain,
-        merge=merge, log_encode_record=log_encode_record,
+        merge=merge, merge_trusted=merge_trusted, log_encode_record=log_encode_record,
         batch_encode_single=batch_encode_single, batch_encode=batch_encode,
         user_keys=user_keys,
         CMP_BYTEWISE=CMP_BYTEWISE, CMP_INTERNAL=CMP_INTERNAL,
@@ -780,6 +790,10 @@ batch_encode_single = _impl.batch_encode_single
 batch_encode = _impl.batch_encode
 user_keys = _impl.user_keys
 
+
+# the engine's own merge calls (iterators): the C merge without the argument
+# checks; the twin checks as always
+merge_trusted = getattr(_impl, "merge_trusted", _impl.merge)
 
 blocks_unpack = _impl.blocks_unpack
 sort_entries = _impl.sort_entries

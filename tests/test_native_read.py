@@ -345,3 +345,26 @@ def test_blocks_decode_arguments_and_offsets(impl: Any) -> None:
     with pytest.raises(CorruptionError) as ei:
         impl.blocks_decode(bytes(bad), ends)
     assert ends[0] <= ei.value.offset < ends[1]
+
+
+@needs_c
+@MEDIUM
+@given(seed=st.integers(0, 10**6), nruns=st.integers(0, 5))
+def test_merge_trusted_is_merge_on_valid_runs(seed: int, nruns: int) -> None:
+    """The engine's unchecked merge (iterators) gives merge's result."""
+    from lsm.dbformat import pack_internal_key
+    rnd = random.Random(seed)
+    runs = []
+    seq = 1
+    for _ in range(nruns):
+        ks = sorted({bytes([rnd.randrange(97, 103)]) * rnd.randrange(1, 3) for _ in range(8)})
+        keys = []
+        for k in ks:
+            keys.append(pack_internal_key(k, seq, rnd.choice([0, 1])))
+            seq += 1
+        runs.append((keys, [b"v%d" % i for i in range(len(keys))]))
+    for read_seq in (0, seq // 2, seq):
+        assert C.merge_trusted(runs, read_seq, (), _native.MERGE_READ, False) == \
+            C.merge(runs, read_seq, (), _native.MERGE_READ, False)
+    assert _native.merge_trusted is (C.merge_trusted if _native.implementation == "native"
+                                     else T.merge)
