@@ -58,7 +58,10 @@ class Options:
     """All engine options.  Validated in ``__post_init__`` (O(number of options))."""
 
     write_buffer_size: int = 4 << 20
-    max_write_buffer_number: int = 2
+    # 3, not RocksDB's 2: a flush here (native LZ4 and block building plus
+    # some Python, on the writer's 2 cores) can lag a burst of batched writes
+    # by a memtable; one more buffer absorbs it (docs/operations.md)
+    max_write_buffer_number: int = 3
     max_open_files: int = 1000
     block_size: int = 4096
     block_restart_interval: int = 16
