@@ -198,10 +198,14 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
     # ------------------------------------------------- checksum, varints
 
     def checksum(data: bytes, seed: int = 0) -> int:
-        if type(data) is not bytes:
-            data = check_buffer(data, "data")
         if type(seed) is not int or seed < 0 or seed > _M64:
             check_int(seed, "seed", 0, _M64)
+        if type(data) is not bytes:
+            if type(data) is memoryview and data.c_contiguous and data.itemsize == 1:
+                # a slice of a larger buffer (a WAL fragment): no copy
+                return c_xxh64(from_buffer(data), len(data), seed) if len(data) else \
+                    c_xxh64(b"", 0, seed)
+            data = check_buffer(data, "data")
         return c_xxh64(data, len(data), seed)
 
     small = [bytes((i,)) for i in range(0x80)]

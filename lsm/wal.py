@@ -126,6 +126,7 @@ class LogWriter:
         if self._failed is not None:
             raise StorageIOError(f"log writer failed earlier: {self._failed}", self.name)
         data = memoryview(payload).cast("B") if not isinstance(payload, bytes) else payload
+        view = memoryview(data)
         out: list[bytes] = []
         offset = self.size
         n = len(data)
@@ -147,9 +148,7 @@ class LogWriter:
                 ftype = FULL if end else FIRST
             else:
                 ftype = LAST if end else MIDDLE
-            frag = data[pos:pos + frag_len]
-            if not isinstance(frag, bytes):
-                frag = bytes(frag)
+            frag = view[pos:pos + frag_len]      # no copy: the file takes the parts
             out.append(pack(_checksum(frag, ftype) & 0xFFFFFFFF, frag_len, ftype))
             out.append(frag)
             offset += HEADER_SIZE + frag_len
@@ -157,7 +156,11 @@ class LogWriter:
             if end:
                 break
         try:
-            self._file.append(b"".join(out))
+            append_parts = getattr(self._file, "append_parts", None)
+            if append_parts is not None:
+                append_parts(out)             # one write of all the parts, no join
+            else:
+                self._file.append(b"".join(out))
         except BaseException as exc:
             self._failed = exc
             raise

@@ -223,3 +223,20 @@ def test_mapped_append_reports_no_space(tmp_path, monkeypatch) -> None:
     r = fs.open("000005.log")
     assert r.read(0, r.size) == b"a" * 100 + b"c" * 10
     r.close()
+
+
+def test_mapped_append_parts(tmp_path) -> None:
+    """append_parts: the same bytes as append(b"".join(parts)), small or
+    large, few parts or many (a log record's fragments)."""
+    fs = PosixFS(tmp_path / "db", create=True)
+    w = fs.create_mapped("000007.log")
+    expect = b""
+    for parts in ([b"ab", b"cd"], [b"x" * 20000, memoryview(b"y" * 30000)[5:], b"z"],
+                  [bytes([i % 256]) * 100 for i in range(700)], [b"q" * (1 << 20)]):
+        w.append_parts(list(parts))
+        expect += b"".join(bytes(p) for p in parts)
+        assert w.size == len(expect)
+    w.close()
+    r = fs.open("000007.log")
+    assert r.read(0, r.size) == expect
+    r.close()
