@@ -10,7 +10,8 @@ flush sorts the whole memtable once, natively)::
 
     keys   user keys back to back, in sequence order
     klens  array('Q'): key lengths;   koffs  array('Q'), n + 1 key offsets
-    ents   entries back to back: u64le(seq << 8 | kind) || value
+    ents   entries back to back: u64le(seq << 8 | kind) || value (a bytes-like
+           buffer: ``bytes``, or the native build's buffer, whose slices are bytes)
     elens  array('Q'): entry lengths; eoffs  array('Q'), n + 1 entry offsets
     table  array('Q') of cap slots (cap a power of two >= 2n): 0 empty, else
            (XXH64(key) >> 32) << 32 | (i + 1); linear probing from slot
@@ -54,10 +55,10 @@ from lsm._twins import check_packed
 from lsm.dbformat import MAX_SEQUENCE
 
 __all__ = ["Segment", "segment_build", "segments_concat", "segments_view", "segments_get",
-           "batch_encode_packed", "SEGMENT_FUNCTIONS", "SEGMENT_C_FUNCTIONS", "implementation"]
+           "batch_encode_packed", "batch_encode_packed_view", "SEGMENT_FUNCTIONS", "SEGMENT_C_FUNCTIONS", "implementation"]
 
 SEGMENT_FUNCTIONS = ("segment_build", "segments_concat", "segments_view", "segments_get",
-                     "batch_encode_packed")
+                     "batch_encode_packed", "batch_encode_packed_view")
 SEGMENT_C_FUNCTIONS = ("lsm_segment_entries", "lsm_segment_index", "lsm_segments_get",
                        "lsm_batch_encode")
 
@@ -395,7 +396,9 @@ def _make_c(api: Any) -> dict:
             _check_build_args(seq, kinds, packed)      # raises the reference error
             raise RuntimeError(f"lsm_segment_entries returned {rc} on arguments the "
                                "twin accepts")         # a bug, not bad input
-        ents_b = unpack(ents, size)
+        # the entries stay in the C buffer (a cffi buffer: slices are bytes,
+        # len/join/struct/from_buffer work) -- no copy into a bytes object
+        ents_b = ffi.buffer(ents, size)
         try:
             koffs, eoffs, table = index(kbuf, klens, ents_b, elens)
         except RuntimeError:
@@ -430,8 +433,7 @@ def _make_c(api: Any) -> dict:
         eo = seg.eoffs
         return t >> 8, t & 0xFF, seg.ents[eo[i] + 8:eo[i + 1]]
 
-    def batch_encode_packed(seq: int, kinds: bytes, packed: tuple) -> bytes:
-        """See ``_batch_encode_packed_twin``."""
+    def encode(seq: int, kinds: bytes, packed: tuple) -> tuple[Any, int]:
         if not (fast_ok(seq, kinds, packed) and b"\x02" not in kinds
                 and (b"\x00" not in kinds or _tombstones_empty(kinds, packed[3]))
                 and sum(packed[1]) == len(packed[0]) and sum(packed[3]) == len(packed[2])):
@@ -446,11 +448,23 @@ def _make_c(api: Any) -> dict:
             _check_build_args(seq, kinds, packed)      # raises the reference error
             raise RuntimeError(f"lsm_batch_encode returned {rc} on arguments the "
                                "twin accepts")         # a bug, not bad input
+        return out, rc
+
+    def batch_encode_packed(seq: int, kinds: bytes, packed: tuple) -> bytes:
+        """See ``_batch_encode_packed_twin``."""
+        out, rc = encode(seq, kinds, packed)
         return unpack(out, rc)
+
+    def batch_encode_packed_view(seq: int, kinds: bytes, packed: tuple) -> memoryview:
+        """``batch_encode_packed`` as a read-only view of the native output
+        buffer (no copy into a bytes object; the DB writes it to the WAL)."""
+        out, rc = encode(seq, kinds, packed)
+        return memoryview(ffi.buffer(out, rc)).toreadonly()
 
     return {"segment_build": segment_build, "segments_concat": segments_concat,
             "segments_view": segments_view, "segments_get": segments_get,
-            "batch_encode_packed": batch_encode_packed}
+            "batch_encode_packed": batch_encode_packed,
+            "batch_encode_packed_view": batch_encode_packed_view}
 
 
 def _tombstones_empty(kinds: bytes, vlens: array) -> bool:
@@ -474,9 +488,15 @@ def c_functions() -> Optional[dict]:
         return None
 
 
+def _batch_encode_packed_view_twin(seq: int, kinds: bytes, packed: tuple) -> memoryview:
+    """``batch_encode_packed`` as a read-only memoryview.  O(bytes)."""
+    return memoryview(_batch_encode_packed_twin(seq, kinds, packed))
+
+
 TWINS = {"segment_build": _segment_build_twin, "segments_concat": _segments_concat_twin,
          "segments_view": _segments_view_twin, "segments_get": _segments_get_twin,
-         "batch_encode_packed": _batch_encode_packed_twin}
+         "batch_encode_packed": _batch_encode_packed_twin,
+         "batch_encode_packed_view": _batch_encode_packed_view_twin}
 _c = c_functions() if _native.implementation == "native" else None
 _impl = _c if _c is not None else TWINS
 implementation: str = "native" if _c is not None else "python"
@@ -486,3 +506,4 @@ segments_concat = _impl["segments_concat"]
 segments_view = _impl["segments_view"]
 segments_get = _impl["segments_get"]
 batch_encode_packed = _impl["batch_encode_packed"]
+batch_encode_packed_view = _impl["batch_encode_packed_view"]

@@ -701,7 +701,7 @@ class DB(_DictProtocol):
             seq = self._seq + 1
             packed = (b"".join(keys), array("Q", map(len, keys)),
                       b"".join(values), array("Q", map(len, values)))
-            payload = _memseg.batch_encode_packed(seq, kinds, packed)
+            payload = _memseg.batch_encode_packed_view(seq, kinds, packed)
             self._log_payload(payload, sync)
             mem = self._state.mem
             mem.add_segment(seq, kinds, packed)

@@ -60,7 +60,9 @@ def test_build_c_equals_twin(recs: list, seq: int) -> None:
     assert _fields(a) == _fields(b)
     a._check()
     assert C["batch_encode_packed"](seq, kinds, packed) == \
-        T["batch_encode_packed"](seq, kinds, packed)
+        T["batch_encode_packed"](seq, kinds, packed) == \
+        bytes(C["batch_encode_packed_view"](seq, kinds, packed)) == \
+        bytes(T["batch_encode_packed_view"](seq, kinds, packed))
 
 
 @needs_c
