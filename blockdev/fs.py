@@ -317,9 +317,8 @@ def _os_error(exc: OSError, what: str, path: str) -> Exception:
     return StorageIOError(f"{what} failed: {exc.strerror or exc}", path)
 
 
-class _PosixWritable(WritableFile):
-    """An ``O_WRONLY|O_APPEND``-style handle; every append is one ``write``
-    (no user-space buffering, so readers see appended bytes at once)."""
+class _PosixHandle(WritableFile):
+    """What both PosixFS write handles share: the fd, the appended size, the lock."""
 
     def __init__(self, fs: "PosixFS", name: str, path: str, fd: int) -> None:
         self._fs = fs
@@ -337,6 +336,11 @@ class _PosixWritable(WritableFile):
         if self._fd is None:
             raise ClosedError(f"file {self._path} is closed")
         return self._fd
+
+
+class _PosixWritable(_PosixHandle):
+    """An ``O_WRONLY|O_APPEND``-style handle; every append is one ``write``
+    (no user-space buffering, so readers see appended bytes at once)."""
 
     def append(self, data: BytesLike) -> None:
         if type(data) is bytes:
@@ -398,7 +402,7 @@ class _PosixWritable(WritableFile):
 _MAPPED_PWRITE_MIN = 32 << 10     # appends at least this large use pwrite
 
 
-class _PosixMappedWritable(WritableFile):
+class _PosixMappedWritable(_PosixHandle):
     """A write-ahead log handle (``PosixFS.create_mapped``): appends are
     copies into a shared memory map of the file, so an append is no system
     call and never releases the GIL (the way RocksDB's ``allow_mmap_writes``
@@ -421,24 +425,10 @@ class _PosixMappedWritable(WritableFile):
     _GROW_MAX = 8 << 20
 
     def __init__(self, fs: "PosixFS", name: str, path: str, fd: int) -> None:
-        self._fs = fs
-        self.name = name
-        self._path = path
-        self._fd: int | None = fd
-        self._size = 0
+        super().__init__(fs, name, path, fd)
         self._cap = 0
         self._dropped = 0
         self._mm: mmap.mmap | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-    def _check_open(self) -> int:
-        if self._fd is None:
-            raise ClosedError(f"file {self._path} is closed")
-        return self._fd
 
     def append(self, data: BytesLike) -> None:
         if type(data) is not bytes:

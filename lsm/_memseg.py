@@ -342,10 +342,7 @@ class _View:
 
 def _make_c(api: Any) -> dict:
     ffi, lib = api.ffi, api.lib
-    missing = [name for name in SEGMENT_C_FUNCTIONS if not hasattr(lib, name)]
-    if missing:
-        raise ImportError(f"lsm._lsm_c is a stale build (no {', '.join(missing)}); "
-                          "rebuild it: python native/build.py")
+    _native.require_functions(lib, SEGMENT_C_FUNCTIONS)
     c_entries = lib.lsm_segment_entries
     c_index = lib.lsm_segment_index
     c_get = lib.lsm_segments_get

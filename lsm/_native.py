@@ -128,6 +128,16 @@ def _error(rc: int, offset: int, run: Optional[int] = None) -> Exception:
     return RuntimeError(f"native core returned unknown code {rc}")  # a bug, not bad input
 
 
+def require_functions(lib: Any, names: Sequence[str], rebuild: str = "python native/build.py"
+                      ) -> None:
+    """ImportError naming what is missing when the cffi ``lib`` lacks one of
+    ``names`` (a stale build)."""
+    missing = [name for name in names if not hasattr(lib, name)]
+    if missing:
+        raise ImportError(f"lsm._lsm_c is a stale build (no {', '.join(missing)}); "
+                          f"rebuild it: {rebuild}")
+
+
 def _make_c_api(mod: Any) -> SimpleNamespace:
     """Build the C-backed functions over the cffi module ``mod`` (its
     ``ffi`` and ``lib``).  Raises ImportError for a stale build."""
@@ -136,10 +146,7 @@ def _make_c_api(mod: Any) -> SimpleNamespace:
     if ffi is None or lib is None:
         raise ImportError("lsm._lsm_c is a stale build (not the cffi module of native/build.py); "
                           "rebuild it: pip install -e .")
-    missing = [name for name in C_FUNCTIONS if not hasattr(lib, name)]
-    if missing:
-        raise ImportError(f"lsm._lsm_c is a stale build (no {', '.join(missing)}); "
-                          "rebuild it: pip install -e .")
+    require_functions(lib, C_FUNCTIONS, "pip install -e .")
 
     alloc = ffi.new_allocator(should_clear_after_alloc=False)
     from_buffer = ffi.from_buffer
@@ -823,10 +830,7 @@ def _make_read_api(api: Any) -> None:
     """Add the C-backed read-path functions to namespace ``api``.  Raises
     ImportError for a build lacking one of READ_C_FUNCTIONS."""
     ffi, lib = api.ffi, api.lib
-    missing = [name for name in READ_C_FUNCTIONS if not hasattr(lib, name)]
-    if missing:
-        raise ImportError(f"lsm._lsm_c is a stale build (no {', '.join(missing)}); "
-                          "rebuild it: python native/build.py")
+    require_functions(lib, READ_C_FUNCTIONS)
     c_tables_probe = lib.lsm_tables_probe
     from_buffer = ffi.from_buffer
     new = ffi.new
@@ -905,21 +909,33 @@ def _make_read_api(api: Any) -> None:
     api.blocks_decode = blocks_decode
 
 
-_read_api = c_api()
-if _read_api is not None and not hasattr(_read_api, "tables_probe"):
-    try:
-        _make_read_api(_read_api)
-    except ImportError as _exc:
-        if _impl is not _twins and os.environ.get("LSM_REQUIRE_NATIVE") == "1":
-            raise
-        if _impl is not _twins:
-            warnings.warn(f"superdisk-lsm: {_exc}; the read path uses the twins",
-                          RuntimeWarning, stacklevel=2)
-        _read_api = None
-tables_probe = (_read_api.tables_probe if _impl is not _twins and _read_api is not None
-                else _twins.tables_probe)
-blocks_decode = (_read_api.blocks_decode if _impl is not _twins and _read_api is not None
-                 else _twins.blocks_decode)
+def _registry_impl(marker: str, make: Any, what: str) -> Any:
+    """The implementation of a registry kept apart from FUNCTIONS (read path,
+    LZ4): the C namespace extended by ``make`` -- or, when the twins are
+    selected or the build lacks one of the registry's C functions, the twins
+    (a stale build: one warning, ``ImportError`` under
+    ``LSM_REQUIRE_NATIVE=1``).  The C namespace (``c_api()``) is extended in
+    any case, so both implementations stay comparable."""
+    api = c_api()          # extended even under LSM_PURE=1 (the equivalence tests use it)
+    if api is None:
+        return _twins
+    if not hasattr(api, marker):
+        try:
+            make(api)
+        except ImportError as exc:
+            if _impl is _twins:
+                return _twins
+            if os.environ.get("LSM_REQUIRE_NATIVE") == "1":
+                raise
+            warnings.warn(f"superdisk-lsm: {exc}; {what} use the twins",
+                          RuntimeWarning, stacklevel=3)
+            return _twins
+    return _twins if _impl is _twins else api
+
+
+_read_impl: Any = _registry_impl("tables_probe", _make_read_api, "the read path's functions")
+tables_probe = _read_impl.tables_probe
+blocks_decode = _read_impl.blocks_decode
 
 
 # ===================================================================== LZ4 and physical blocks
@@ -958,10 +974,7 @@ def _make_lz4_api(api: Any) -> None:
     least 4 KiB; up to _LZ4_POOL_LEN buffers of at most _LZ4_POOL_MAX_BYTES
     are kept), so a call allocates only the ``bytes`` it returns."""
     ffi, lib = api.ffi, api.lib
-    missing = [name for name in LZ4_C_FUNCTIONS if not hasattr(lib, name)]
-    if missing:
-        raise ImportError(f"lsm._lsm_c is a stale build (no {', '.join(missing)}); "
-                          "rebuild it: python native/build.py")
+    require_functions(lib, LZ4_C_FUNCTIONS)
     c_compress = lib.lsm_lz4_compress
     c_decompress = lib.lsm_lz4_decompress
     c_seal = lib.lsm_blocks_seal
@@ -1095,18 +1108,7 @@ def _make_lz4_api(api: Any) -> None:
     api.blocks_open = blocks_open
 
 
-_lz4_api = c_api()
-if _lz4_api is not None and not hasattr(_lz4_api, "lz4_compress"):
-    try:
-        _make_lz4_api(_lz4_api)
-    except ImportError as _exc:
-        if _impl is not _twins and os.environ.get("LSM_REQUIRE_NATIVE") == "1":
-            raise
-        if _impl is not _twins:
-            warnings.warn(f"superdisk-lsm: {_exc}; LZ4 and physical blocks use the twins",
-                          RuntimeWarning, stacklevel=2)
-        _lz4_api = None
-_lz4_impl: Any = _lz4_api if _impl is not _twins and _lz4_api is not None else _twins
+_lz4_impl: Any = _registry_impl("lz4_compress", _make_lz4_api, "LZ4 and physical blocks")
 lz4_compress = _lz4_impl.lz4_compress
 lz4_decompress = _lz4_impl.lz4_decompress
 blocks_seal = _lz4_impl.blocks_seal

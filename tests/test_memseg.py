@@ -322,3 +322,20 @@ def test_db_unbound_batch_checks_limits(tmp_path) -> None:
         with pytest.raises(InvalidArgumentError, match="max_key_size"):
             db.write(wb)
         assert db.get(b"1") is None        # nothing of the batch applied
+
+
+@needs_c
+def test_stale_build_is_refused() -> None:
+    """A native module lacking a segment function is not used (ImportError
+    naming it; ``c_functions`` then falls back to the twins)."""
+    from types import SimpleNamespace
+    api = _native.c_api()
+
+    class Lib:
+        def __getattr__(self, name: str):
+            if name == "lsm_segments_get":
+                raise AttributeError(name)
+            return getattr(api.lib, name)
+
+    with pytest.raises(ImportError, match="lsm_segments_get"):
+        M._make_c(SimpleNamespace(ffi=api.ffi, lib=Lib()))
