@@ -337,6 +337,20 @@ class _PosixHandle(WritableFile):
             raise ClosedError(f"file {self._path} is closed")
         return self._fd
 
+    def _write_back(self) -> None:
+        """What must reach the file before its ``fsync`` (nothing here).
+        Requires: ``_lock`` held."""
+
+    def sync(self) -> None:
+        with self._lock:
+            fd = self._check_open()
+            try:
+                self._write_back()
+                os.fsync(fd)
+            except OSError as exc:
+                raise _os_error(exc, "fsync", self._path) from exc
+        self._fs._sync_dir_if_dirty()
+
 
 class _PosixWritable(_PosixHandle):
     """An ``O_WRONLY|O_APPEND``-style handle; every append is one ``write``
@@ -379,15 +393,6 @@ class _PosixWritable(_PosixHandle):
                     os.ftruncate(fd, self._size)
             raise _os_error(exc, "append", self._path) from exc
         self._size += total
-
-    def sync(self) -> None:
-        with self._lock:
-            fd = self._check_open()
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                raise _os_error(exc, "fsync", self._path) from exc
-        self._fs._sync_dir_if_dirty()
 
     def close(self) -> None:
         with self._lock:
@@ -509,16 +514,9 @@ class _PosixMappedWritable(_PosixHandle):
                 self._mm.madvise(mmap.MADV_DONTNEED, self._dropped, done - self._dropped)
             self._dropped = done
 
-    def sync(self) -> None:
-        with self._lock:
-            fd = self._check_open()
-            try:
-                if self._mm is not None:
-                    self._mm.flush()
-                os.fsync(fd)
-            except OSError as exc:
-                raise _os_error(exc, "fsync", self._path) from exc
-        self._fs._sync_dir_if_dirty()
+    def _write_back(self) -> None:
+        if self._mm is not None:
+            self._mm.flush()            # msync: the mapped pages first
 
     def close(self) -> None:
         with self._lock:
