@@ -611,20 +611,7 @@ class DB(_DictProtocol):
                                     _SMALL[vlen] if vlen < 128 else _varint(vlen), value))
             else:
                 payload = encode_records(seq, ((KIND_VALUE, key, value),))
-            log = self._log
-            try:
-                log.add_record(payload)   # type: ignore[union-attr]
-                if sync:
-                    if self._old_logs:
-                        self._sync_old_logs()
-                    log.sync()            # type: ignore[union-attr]
-                    self._log_dirty = False
-                else:
-                    self._log_dirty = True
-            except BaseException as exc:
-                self._set_bg_error(exc)
-                raise
-            self._wal_bytes += len(payload)
+            self._log_payload(payload, sync)
             # MemTable._insert: add() minus its argument checks, which put() has
             # done (bytes key and value, fresh sequence) -- half the cost of add()
             self._state.mem._insert(seq, KIND_VALUE, key, value)
