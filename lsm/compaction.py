@@ -50,6 +50,7 @@ one user key.  Every output is synced before the edit is returned.
 from __future__ import annotations
 
 import struct
+import threading
 import time
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
@@ -74,6 +75,7 @@ WINDOW_BYTES = 1 << 20         # decompressed block bytes held per input run (pa
 WINDOW_ENTRIES = 4096          # entries buffered per input run before a merge window
 EXPAND_LIMIT_FILES = 25        # x target_file_size_base: cap on widened inputs
 GRANDPARENT_LIMIT_FILES = 10   # x target_file_size_base: overlap that cuts an output
+SUBCOMPACTION_MIN_FILES = 4    # x target_file_size_base: smallest input split into slices
 TIERED_BUCKET_LOW = 0.5
 TIERED_BUCKET_HIGH = 1.5
 _PACK = struct.Struct("<Q").pack
@@ -145,6 +147,8 @@ class CompactionStats:
     entries_read: int = 0
     entries_written: int = 0
     range_tombstones_written: int = 0
+    subcompactions: int = 1       # key-range slices run in parallel
+
 
 
 # ---------------------------------------------------------------------------
@@ -712,15 +716,17 @@ class _Output(_OutputFiles):
         self.smallest = self.largest = None
 
 
-def _run_blocks(table_cache: Any, files: Sequence[FileMetaData], raw: bool
+def _run_blocks(table_cache: Any, files: Sequence[FileMetaData], raw: bool,
+                start: bytes | None = None, stop: bytes | None = None
                 ) -> Iterator[tuple[str, Any]]:
     """The data blocks of a sorted run's files, in order, as ``(file name,
-    block)``: ``TableReader.raw_blocks`` items when ``raw``, else decoded
+    block)``: ``TableReader.raw_blocks`` items when ``raw`` (only the blocks
+    that may hold user keys in ``[start, stop)``), else decoded
     ``TableReader.blocks`` items.  Each table is opened (through the table
     cache) only when the previous one is exhausted."""
     for f in files:
         reader = table_cache.get(f.number)
-        for block in (reader.raw_blocks() if raw else reader.blocks()):
+        for block in (reader.raw_blocks(start=start, stop=stop) if raw else reader.blocks()):
             yield reader.name, block
 
 
@@ -784,8 +790,9 @@ class _BlockSource:
     for the packed compaction path.  ``lasts[i]`` is the last user key of
     ``blocks[i]`` (from the index), so window bounds need no decoding."""
 
-    def __init__(self, table_cache: Any, files: Sequence[FileMetaData]) -> None:
-        self.it = _run_blocks(table_cache, files, True)
+    def __init__(self, table_cache: Any, files: Sequence[FileMetaData],
+                 start: bytes | None = None, stop: bytes | None = None) -> None:
+        self.it = _run_blocks(table_cache, files, True, start, stop)
         self.blocks: list[bytes] = []
         self.lasts: list[bytes] = []
         self.where: list[tuple[str, int]] = []    # (file, offset) of each held block
@@ -894,21 +901,29 @@ class _PackedOutput(_OutputFiles):
 
 
 def _run_packed(c: "Compaction", sources: list[_BlockSource], out: _PackedOutput,
-                snaps: list[int], stats: "CompactionStats") -> None:
-    """The compaction merge without range tombstones, over packed windows:
-    each window takes every held entry with user key in ``[lo, bound)``,
-    where ``bound`` is the smallest last user key held by a run that still
-    has blocks to read, so no user key is split across windows.  Per window
-    three native calls (unpack, merge, encode) do the per-entry work.
+                snaps: list[int], stats: "CompactionStats", start: bytes | None = None,
+                stop: bytes | None = None, cancel: list[bool] | None = None) -> None:
+    """The compaction merge without range tombstones, over packed windows,
+    of the user keys in ``[start, stop)`` (None: unbounded): each window
+    takes every held entry with user key in ``[lo, bound)``, where
+    ``bound`` is the smallest last user key held by a run that still has
+    blocks to read (or ``stop``), so no user key is split across windows.
+    Per window three native calls (unpack, merge, encode) do the per-entry
+    work.  Stops early (raising ``_Cancelled``) once ``cancel[0]`` is set.
     Memory: O(WINDOW_BYTES x input runs)."""
-    lo: bytes | None = None
+    lo = start
     while True:
+        if cancel is not None and cancel[0]:
+            raise _Cancelled()
         for s in sources:
             s.fill(WINDOW_BYTES, lo)
         bound: bytes | None = None
         for s in sources:
             if not s.exhausted and (bound is None or s.lasts[-1] < bound):
                 bound = s.lasts[-1]
+        last = False
+        if stop is not None and (bound is None or bound >= stop):
+            bound, last = stop, True
         held = [s for s in sources if s.blocks]
         if held:
             try:
@@ -926,12 +941,114 @@ def _run_packed(c: "Compaction", sources: list[_BlockSource], out: _PackedOutput
                 out.add(packed, order)
                 stats.entries_read += len(packed[1])
                 stats.entries_written += len(order)
-        if bound is None:
+        if bound is None or last:
             break
         for s in sources:
             s.drop_below(bound)
         lo = bound
     out.finish()
+
+
+class _Cancelled(Exception):
+    """A subcompaction stopped because another one failed (never escapes
+    ``run_compaction``)."""
+
+
+def _overlaps(f: FileMetaData, start: bytes | None, stop: bytes | None) -> bool:
+    """Whether ``f`` may hold a user key in ``[start, stop)``."""
+    return ((start is None or f.largest[:-8] >= start)
+            and (stop is None or f.smallest[:-8] < stop))
+
+
+def _split_keys(table_cache: Any, runs: Sequence[tuple[int, Sequence[FileMetaData]]],
+                parts: int, min_bytes: int) -> list[bytes]:
+    """At most ``parts - 1`` increasing user keys that cut the inputs into
+    key ranges of about equal stored bytes, for subcompactions; none when
+    the inputs total less than ``min_bytes``.  The estimate walks every
+    input table's index: a sample every ``step`` blocks (at most about 64
+    per table) carries the bytes of the blocks since the previous one.
+    O(sampled blocks x log).  Requires: input tables openable."""
+    total = sum(f.size for _, files in runs for f in files)
+    if parts < 2 or total < max(min_bytes, 1):
+        return []
+    samples: list[tuple[bytes, int]] = []
+    for _, files in runs:
+        for f in files:
+            uks, sizes = table_cache.get(f.number).block_sizes()
+            n = len(uks)
+            step = max(1, n // 64)
+            for i in range(0, n, step):
+                j = min(i + step, n)
+                samples.append((uks[j - 1], sum(sizes[i:j])))
+    samples.sort(key=lambda kv: kv[0])
+    data = sum(b for _, b in samples)
+    if not samples or data <= 0:
+        return []
+    keys: list[bytes] = []
+    acc = 0
+    want = 1
+    for key, b in samples:
+        acc += b
+        if acc * parts >= want * data:
+            if (not keys or key > keys[-1]) and key < samples[-1][0]:
+                keys.append(key)
+            want += 1
+            if want >= parts:
+                break
+    return keys
+
+
+def _run_subcompactions(c: Compaction, runs: Sequence[tuple[int, Sequence[FileMetaData]]],
+                        splits: list[bytes], *, fs: Any, table_cache: Any, options: Options,
+                        new_file_number: Callable[[], int], snaps: list[int],
+                        stats: "CompactionStats") -> list[FileMetaData]:
+    """Run the packed merge of ``c`` as ``len(splits) + 1`` subcompactions
+    over the user-key ranges the ``splits`` cut, the first in this thread
+    and the others in threads of their own (the native calls release the
+    GIL, so the slices use more than one core).  Each slice reads only the
+    blocks of its range and writes its own outputs; the outputs are
+    returned in key order.  On any error every output is deleted and the
+    first real error is raised (the other slices stop at their next
+    window).  Adds the entry counts to ``stats``."""
+    bounds: list[bytes | None] = [None, *splits, None]
+    cancel = [False]
+    slices = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        sources = [_BlockSource(table_cache, [f for f in files if _overlaps(f, lo, hi)], lo, hi)
+                   for _, files in runs]
+        gps = [f for f in c.grandparents if _overlaps(f, lo, hi)]
+        slices.append((sources, _PackedOutput(fs, options, new_file_number, gps),
+                       CompactionStats(), lo, hi))
+    errors: list[BaseException | None] = [None] * len(slices)
+
+    def work(i: int) -> None:
+        sources, out, st, lo, hi = slices[i]
+        try:
+            _run_packed(c, sources, out, snaps, st, lo, hi, cancel)
+        except BaseException as exc:
+            errors[i] = exc
+            cancel[0] = True
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True,
+                                name=f"{threading.current_thread().name}-sub{i}")
+               for i in range(1, len(slices))]
+    for t in threads:
+        t.start()
+    work(0)
+    for t in threads:
+        t.join()
+    failed = [e for e in errors if e is not None]
+    if failed:
+        for _, out, _, _, _ in slices:
+            out.abandon()
+        real = [e for e in failed if not isinstance(e, _Cancelled)]
+        raise (real or failed)[0]
+    metas: list[FileMetaData] = []
+    for _, out, st, _, _ in slices:
+        metas.extend(out.metas)
+        stats.entries_read += st.entries_read
+        stats.entries_written += st.entries_written
+    return metas
 
 
 def run_compaction(c: Compaction, *, fs: Any, table_cache: Any, options: Options,
@@ -974,15 +1091,16 @@ def run_compaction(c: Compaction, *, fs: Any, table_cache: Any, options: Options
         tombs.extend(table_cache.get(f.number).range_tombstones)
     if not tombs:
         # the common case: no range tombstones, so the merge is the plain
-        # k-way merge over packed windows (no Python object per entry)
-        pout = _PackedOutput(fs, options, new_file_number, c.grandparents)
-        try:
-            _run_packed(c, [_BlockSource(table_cache, files) for _, files in c.input_runs()],
-                        pout, snaps, stats)
-        except BaseException:
-            pout.abandon()
-            raise
-        return _finish_stats(c, stats, inputs, pout.metas, 0, pointers, moved_deleted,
+        # k-way merge over packed windows (no Python object per entry), in
+        # key-range slices that run in parallel when the work is large
+        runs = c.input_runs()
+        splits = _split_keys(table_cache, runs, options.max_subcompactions,
+                             SUBCOMPACTION_MIN_FILES * options.target_file_size_base)
+        metas = _run_subcompactions(c, runs, splits, fs=fs, table_cache=table_cache,
+                                    options=options, new_file_number=new_file_number,
+                                    snaps=snaps, stats=stats)
+        stats.subcompactions = len(splits) + 1
+        return _finish_stats(c, stats, inputs, metas, 0, pointers, moved_deleted,
                              moved_added, t0)
     sources = [_Source(table_cache, files) for _, files in c.input_runs()]
     tomb_entries = sorted(((s + _PACK((q << 8) | KIND_RANGE_TOMBSTONE), e) for s, e, q in tombs),

@@ -46,6 +46,7 @@ _INT_RANGES: dict[str, tuple[int, int]] = {
     "min_merge_width": (2, 1 << 10),
     "max_merge_width": (2, 1 << 10),
     "max_background_jobs": (1, 64),
+    "max_subcompactions": (1, 64),
     "max_key_size": (1, 1 << 30),
     "max_value_size": (0, 1 << 31),
 }
@@ -81,6 +82,7 @@ class Options:
     max_merge_width: int = 32             # tiered: most runs merged at once
     paranoid_checks: bool = False
     max_background_jobs: int = 2
+    max_subcompactions: int = 2           # key-range slices of one large compaction, in parallel
     max_key_size: int = 65536
     max_value_size: int = 64 << 20
     create_if_missing: bool = False

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blockdev.errors import ArgumentTypeError, InvalidArgumentError
+from blockdev.errors import ArgumentTypeError, CorruptionError, InvalidArgumentError
 from blockdev.fs import PosixFS
 from lsm import _native
 from lsm import compaction as cmod
@@ -239,11 +239,15 @@ def key(i: int) -> bytes:
 
 @settings(max_examples=40, deadline=None)
 @given(ops=ops_strategy, nfiles=st.integers(1, 4), snaps=st.lists(st.integers(0, 160),
-       max_size=3), bottom=st.booleans(), window=st.sampled_from([3, 17, 4096]))
+       max_size=3), bottom=st.booleans(), window=st.sampled_from([3, 17, 4096]),
+       parts=st.sampled_from([1, 2, 5]))
 def test_run_compaction_preserves_every_snapshot(tmp_path_factory, ops, nfiles, snaps, bottom,
-                                                 window) -> None:
+                                                 window, parts) -> None:
+    # parts > 1: without range tombstones the merge runs in key-range slices
+    # (SUBCOMPACTION_MIN_FILES patched to 0 so even tiny inputs are split)
     env = Env(str(tmp_path_factory.mktemp("c")), Options(block_size=256,
-                                                          target_file_size_base=1024))
+                                                          target_file_size_base=1024,
+                                                          max_subcompactions=parts))
     base = 100         # sequences 1..99 belong to older data below the compaction
     entries = []
     for seq, (kind, k, v) in enumerate(ops, start=base):
@@ -261,13 +265,13 @@ def test_run_compaction_preserves_every_snapshot(tmp_path_factory, ops, nfiles, 
     snapshots = sorted(set(base + x for x in snaps))
     older = env.table([(i + 1, KIND_VALUE, key(i), b"old") for i in range(60)])
     c = dataclasses.replace(pick_range_compaction(v, env.options, 0, None, None), bottom=bottom)
-    old_window = cmod.WINDOW_ENTRIES
-    cmod.WINDOW_ENTRIES = window
+    old_window, old_min = cmod.WINDOW_ENTRIES, cmod.SUBCOMPACTION_MIN_FILES
+    cmod.WINDOW_ENTRIES, cmod.SUBCOMPACTION_MIN_FILES = window, 0
     try:
         edit, stats = run_compaction(c, fs=env.fs, table_cache=env.cache, options=env.options,
                                      new_file_number=env.number, snapshots=snapshots)
     finally:
-        cmod.WINDOW_ENTRIES = old_window
+        cmod.WINDOW_ENTRIES, cmod.SUBCOMPACTION_MIN_FILES = old_window, old_min
     outs = [f for _, f in edit.new_files]
     assert sorted(n for _, n in edit.deleted_files) == sorted(m.number for m in metas)
     assert stats.output_files == len(outs) and stats.input_files == len(metas)
@@ -299,6 +303,100 @@ def test_run_compaction_preserves_every_snapshot(tmp_path_factory, ops, nfiles, 
             r = env.cache.get(m.number)
             assert not r.range_tombstones
             assert all(kk[-8] == KIND_VALUE for kk, _ in r.entries())
+
+
+def _many_tables(env: Env, nfiles: int, nkeys: int) -> list[FileMetaData]:
+    rng = random.Random(7)
+    metas = []
+    seq = 1
+    for _ in range(nfiles):
+        entries = []
+        for k in rng.sample(range(nkeys), nkeys // 2):
+            kind = KIND_TOMBSTONE if rng.random() < 0.1 else KIND_VALUE
+            entries.append((seq, kind, key(k), b"" if kind == KIND_TOMBSTONE
+                            else b"v%d-" % seq * 8))
+            seq += 1
+        metas.append(env.table(entries))
+    return metas
+
+
+@pytest.mark.parametrize("parts", [2, 3, 8])
+def test_subcompactions_match_one_merge(tmp_path, parts: int) -> None:
+    """A large compaction without range tombstones runs as ``parts`` key
+    slices: the outputs hold exactly what one merge writes, disjoint and in
+    key order, and no input block is read twice or skipped."""
+    def run(sub: int, path: str) -> tuple[Env, list[FileMetaData], list[FileMetaData], object]:
+        env = Env(path, Options(block_size=256, target_file_size_base=4096,
+                                max_subcompactions=sub))
+        metas = _many_tables(env, 4, 900)
+        v = version_of({0: metas})
+        c = pick_range_compaction(v, env.options, 0, None, None)
+        edit, stats = run_compaction(c, fs=env.fs, table_cache=env.cache,
+                                     options=env.options, new_file_number=env.number,
+                                     snapshots=[])
+        v.apply(edit)._check()
+        return env, metas, [f for _, f in edit.new_files], stats
+
+    env1, metas1, outs1, stats1 = run(1, str(tmp_path / "one"))
+    envn, metasn, outsn, statsn = run(parts, str(tmp_path / "many"))
+    assert stats1.subcompactions == 1 and statsn.subcompactions == parts
+    assert statsn.entries_read == stats1.entries_read == sum(
+        sum(1 for _ in env1.cache.get(m.number).entries()) for m in metas1)
+    assert statsn.entries_written == stats1.entries_written
+    assert visible(envn, outsn, MAX_SEQUENCE) == visible(env1, outs1, MAX_SEQUENCE)
+    assert visible(envn, outsn, MAX_SEQUENCE) == visible(envn, metasn, MAX_SEQUENCE)
+    keys = [internal_sort_key(k) for m in outsn for k, _ in envn.cache.get(m.number).entries()]
+    assert keys == sorted(keys) and len(keys) == statsn.entries_written
+    for a, b in zip(outsn, outsn[1:]):
+        assert a.largest[:-8] < b.smallest[:-8]
+
+
+def test_split_keys_balance_bytes(tmp_path) -> None:
+    env = Env(str(tmp_path), Options(block_size=256, target_file_size_base=4096))
+    metas = _many_tables(env, 3, 900)
+    runs = [(0, (m,)) for m in metas]
+    total = sum(m.size for m in metas)
+    assert cmod._split_keys(env.cache, runs, 4, total + 1) == []      # too small to split
+    assert cmod._split_keys(env.cache, runs, 1, 0) == []
+    keys = cmod._split_keys(env.cache, runs, 4, 0)
+    assert len(keys) == 3 and keys == sorted(set(keys))
+    # each slice holds a fair share of the entries (the estimate is per block)
+    users = sorted(k[:-8] for m in metas for k, _ in env.cache.get(m.number).entries())
+    bounds = [b""] + keys + [b"\xff"]
+    shares = [sum(1 for u in users if lo <= u < hi) / len(users)
+              for lo, hi in zip(bounds, bounds[1:])]
+    assert all(0.15 < x < 0.35 for x in shares), shares
+
+
+def test_subcompaction_failure_deletes_every_output(tmp_path) -> None:
+    """A slice that fails (a corrupt block high in the key range) stops the
+    others; every output of every slice is deleted and the error raised."""
+    env = Env(str(tmp_path), Options(block_size=256, target_file_size_base=2048,
+                                     max_subcompactions=3, paranoid_checks=True))
+    metas = _many_tables(env, 3, 900)
+    victim = metas[-1]
+    name = fn.table_file_name(victim.number)
+    reader = TableReader(env.fs.open(name), name)
+    uks, sizes = reader.block_sizes()
+    off = reader.approximate_offset(pack_internal_key(uks[-3], MAX_SEQUENCE, KIND_VALUE))
+    reader.close()
+    path = tmp_path / name
+    data = bytearray(path.read_bytes())
+    data[off + 5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    before = set(env.fs.list())
+    v = version_of({0: metas})
+    c = pick_range_compaction(v, env.options, 0, None, None)
+    old_min = cmod.SUBCOMPACTION_MIN_FILES
+    cmod.SUBCOMPACTION_MIN_FILES = 0
+    try:
+        with pytest.raises(CorruptionError) as info:
+            run_compaction(c, fs=env.fs, table_cache=env.cache, options=env.options,
+                           new_file_number=env.number, snapshots=[])
+    finally:
+        cmod.SUBCOMPACTION_MIN_FILES = old_min
+    assert info.value.file == name
+    assert set(env.fs.list()) == before
 
 
 def test_range_tombstone_spanning_outputs_is_clipped(tmp_path) -> None:

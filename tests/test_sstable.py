@@ -598,6 +598,37 @@ def test_blocks_with_user_keys(fs):
         r.close()
 
 
+def test_raw_blocks_range_reads_only_the_blocks_it_needs(fs):
+    """raw_blocks(start=, stop=) yields exactly the blocks that may hold a user
+    key in [start, stop): from the first whose last user key is >= start to
+    the first whose last user key is >= stop (a subcompaction's slice)."""
+    entries = make_entries(random.Random(9), 300, tomb_p=0.0)
+    build(fs, "r.sst", entries, block_size=128)
+    r = open_table(fs, "r.sst")
+    every = list(r.raw_blocks())
+    assert len(every) > 10
+    uks = sorted({k[:-8] for k, _ in entries})
+    for start, stop in ((None, None), (uks[40], None), (None, uks[200]), (uks[40], uks[41]),
+                        (uks[100], uks[260]), (uks[-1] + b"\x00", None)):
+        got = list(r.raw_blocks(start=start, stop=stop))
+        lasts = [u for _, u, _ in every]
+        lo = 0 if start is None else next((i for i, u in enumerate(lasts) if u >= start),
+                                          len(lasts))
+        hi = len(lasts) if stop is None else next(
+            (i + 1 for i, u in enumerate(lasts) if u >= stop), len(lasts))
+        assert [(bytes(b), u, o) for b, u, o in got] == \
+            [(bytes(b), u, o) for b, u, o in every[lo:hi]]
+        # every entry in range lies in the blocks read
+        inside = {k for k, _ in entries if (start is None or k[:-8] >= start)
+                  and (stop is None or k[:-8] < stop)}
+        read = {k for b, _, _ in got for k in N.block_decode(bytes(b))[0]}
+        assert inside <= read
+    assert r.block_sizes()[0] == [u for _, u, _ in every]
+    with pytest.raises(ArgumentTypeError):
+        list(r.raw_blocks(start="a"))
+    r.close()
+
+
 def test_verify_whole_table(fs):
     entries = make_entries(random.Random(12), 300)
     build(fs, "w.sst", entries, block_size=256)

@@ -33,6 +33,7 @@ import lz4.block
 
 from blockdev.errors import CorruptionError, UnsupportedFormatError
 from lsm import _native as N
+from lsm import _twins
 
 __all__ = [
     "TABLE_MAGIC", "FORMAT_VERSION", "SUPPORTED_VERSIONS", "FOOTER_SIZE", "BLOCK_TRAILER_SIZE",
@@ -59,8 +60,12 @@ _TAIL = struct.Struct("<IIQ")       # format_version, footer_checksum, magic
 _U32 = struct.Struct("<I")
 _CRC_MAGIC = struct.Struct("<IQ")
 _checksum = N.checksum
-_decode_varint64 = N.decode_varint64
-_encode_varint = N.encode_varint
+# Varints here are a few bytes each and decoded one at a time: the Python
+# twins, not the C functions.  A C call releases and retakes the GIL, and
+# retaking it behind a busy writer thread can take a whole switch interval
+# (5 ms), which once made handle coding a tenth of a compaction's time.
+_decode_varint64 = _twins.decode_varint64
+_encode_varint = _twins.encode_varint
 
 
 @dataclass(frozen=True)

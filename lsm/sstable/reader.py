@@ -823,18 +823,32 @@ class TableReader:
         """The index keys: the last internal key of each data block (shared)."""
         return self._index().keys
 
-    def raw_blocks(self, chunk_bytes: int = 1 << 20
-                   ) -> Iterator[tuple[bytes, bytes, int]]:
+    def block_sizes(self) -> tuple[list[bytes], list[int]]:
+        """``(last user keys, stored sizes)`` of the data blocks, in order
+        (shared lists: do not modify).  O(1) once the index is loaded."""
+        ix = self._index()
+        return ix.uks, ix.sizes
+
+    def raw_blocks(self, chunk_bytes: int = 1 << 20, start: bytes | None = None,
+                   stop: bytes | None = None) -> Iterator[tuple[bytes, bytes, int]]:
         """Every data block in order as ``(contents, last user key, offset)``:
         verified and decompressed, not decoded, and not put in the block
         cache (a compaction reads each block once).  ``contents`` is a
         read-only ``memoryview`` into the chunk read (no copy per block).  The file is read in
-        appends of about ``chunk_bytes``.  O(data size); corrupt blocks raise
-        CorruptionError(file, offset)."""
+        appends of about ``chunk_bytes``.  With ``start`` / ``stop`` (user
+        keys) only the blocks that may hold a user key in ``[start, stop)``
+        are read: the first block whose last user key is >= ``start``
+        through the first whose last user key is >= ``stop`` (the blocks
+        still hold their keys outside the range; the caller filters).
+        O(data size read); corrupt blocks raise CorruptionError(file, offset)."""
         ix = self._index()
         offs, sizes, uks = ix.offs, ix.sizes, ix.uks
         n = self._nblocks
         i = 0
+        if start is not None:
+            i = bisect_left(uks, _check_bytes(start, "start"))
+        if stop is not None:
+            n = min(n, bisect_left(uks, _check_bytes(stop, "stop")) + 1)
         while i < n:
             if self._closed:
                 raise ClosedError(f"table {self.name} is closed")
