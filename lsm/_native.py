@@ -84,7 +84,8 @@ FUNCTIONS = (
     "block_encode", "block_decode", "block_seek", "block_get",
     "bloom_build", "bloom_may_contain", "merge",
     "log_encode_record", "batch_encode_single", "batch_encode", "user_keys",
-    "blocks_unpack", "sort_entries", "table_blocks", "bloom_build_hashes", "merge_indices",
+    "blocks_unpack", "blocks_unpack_flat", "sort_entries", "table_blocks",
+    "bloom_build_hashes", "merge_indices",
 )
 
 # The C functions the wrappers call (a module lacking one is a stale build).
@@ -605,12 +606,21 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
                       hi: Optional[bytes] = None) -> tuple:
         _twins.check_unpack_args(runs, lo, hi)
         blocks = [b for run in runs for b in run]
-        blens = array("Q", map(len, blocks))
-        buf = b"".join(blocks)
-        nblocks = array("Q", map(len, runs))
+        return _unpack(b"".join(blocks), array("Q", map(len, blocks)),
+                       array("Q", map(len, runs)), lo, hi)
+
+    def blocks_unpack_flat(buf: Any, block_lens: Any, run_blocks: Any,
+                           lo: Optional[bytes] = None, hi: Optional[bytes] = None) -> tuple:
+        buf = _twins.check_unpack_flat_args(buf, block_lens, run_blocks, lo, hi)
+        return _unpack(buf, block_lens, run_blocks, lo, hi)
+
+    def _unpack(buf: bytes, blens: Any, nblocks: Any, lo: Optional[bytes],
+                hi: Optional[bytes]) -> tuple:
         bounds = (0 if lo is None else 1) | (0 if hi is None else 2)
         info = alloc("uint64_t[5]")
-        args = (buf, len(buf), u64(blens), len(blocks), len(runs), u64(nblocks),
+        nruns = len(nblocks)
+        cbuf = buf if type(buf) is bytes else from_buffer(buf)
+        args = (cbuf, len(buf), u64(blens), len(blens), nruns, u64(nblocks),
                 lo if lo is not None else NULL, len(lo) if lo is not None else 0,
                 hi if hi is not None else NULL, len(hi) if hi is not None else 0, bounds)
         rc = c_unpack(*args, NULL, NULL, NULL, NULL, NULL, info)
@@ -620,7 +630,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
             vout = alloc("char[]", vb + 1)
             klens = array("Q", bytes(8 * n))
             vlens = array("Q", bytes(8 * n))
-            starts = array("Q", bytes(8 * (len(runs) + 1)))
+            starts = array("Q", bytes(8 * (nruns + 1)))
             rc = c_unpack(*args, kout, u64(klens), vout, u64(vlens), u64(starts), info)
         if rc < 0:
             if rc in (_twins.ERR_NO_MEMORY, _twins.ERR_TOO_LARGE):
@@ -731,6 +741,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
         return out
 
     ns.blocks_unpack = blocks_unpack
+    ns.blocks_unpack_flat = blocks_unpack_flat
     ns.sort_entries = sort_entries
     ns.table_blocks = table_blocks
     ns.bloom_build_hashes = bloom_build_hashes
@@ -807,6 +818,7 @@ user_keys = _impl.user_keys
 merge_trusted = getattr(_impl, "merge_trusted", _impl.merge)
 
 blocks_unpack = _impl.blocks_unpack
+blocks_unpack_flat = _impl.blocks_unpack_flat
 sort_entries = _impl.sort_entries
 table_blocks = _impl.table_blocks
 bloom_build_hashes = _impl.bloom_build_hashes

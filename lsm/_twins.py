@@ -1171,6 +1171,50 @@ def blocks_unpack(runs: Sequence[Sequence[bytes]], lo: Optional[bytes] = None,
     return pack(keys, values), starts
 
 
+def check_unpack_flat_args(buf: Any, block_lens: Any, run_blocks: Any, lo: Any,
+                           hi: Any) -> Any:
+    """Validate ``blocks_unpack_flat``'s arguments; return ``buf`` (bytes,
+    bytearray or a contiguous byte memoryview, not copied)."""
+    if isinstance(buf, memoryview):
+        if not (buf.contiguous and buf.itemsize == 1):
+            raise ArgumentTypeError("buf must be a contiguous byte buffer")
+    elif not isinstance(buf, (bytes, bytearray)):
+        raise ArgumentTypeError(f"buf must be bytes-like, not {type(buf).__name__}")
+    for arr, what in ((block_lens, "block_lens"), (run_blocks, "run_blocks")):
+        if not isinstance(arr, _array) or arr.typecode != "Q":
+            raise ArgumentTypeError(f"{what} must be an array('Q')")
+    if sum(run_blocks) != len(block_lens):
+        raise InvalidArgumentError(f"run_blocks add up to {sum(run_blocks)} blocks, but "
+                                   f"block_lens has {len(block_lens)}")
+    if sum(block_lens) != len(buf):
+        raise InvalidArgumentError(f"block_lens add up to {sum(block_lens)} bytes, but buf "
+                                   f"has {len(buf)}")
+    for b, what in ((lo, "lo"), (hi, "hi")):
+        if b is not None and not isinstance(b, bytes):
+            raise ArgumentTypeError(f"{what} must be bytes or None, not {type(b).__name__}")
+    return buf
+
+
+def blocks_unpack_flat(buf: Any, block_lens: Any, run_blocks: Any, lo: Optional[bytes] = None,
+                       hi: Optional[bytes] = None) -> tuple[Packed, Any]:
+    """``blocks_unpack`` with the blocks given flat: ``buf`` holds every
+    block back to back, ``block_lens[i]`` is the length of block ``i`` and
+    run ``r`` is the next ``run_blocks[r]`` blocks.  Same result and errors
+    (block numbers count over all runs).  O(total block bytes)."""
+    buf = check_unpack_flat_args(buf, block_lens, run_blocks, lo, hi)
+    view = memoryview(buf).cast("B") if not isinstance(buf, bytes) else memoryview(buf)
+    runs: list[list[memoryview]] = []
+    pos = b = 0
+    for count in run_blocks:
+        run = []
+        for _ in range(count):
+            run.append(view[pos:pos + block_lens[b]])
+            pos += block_lens[b]
+            b += 1
+        runs.append(run)
+    return blocks_unpack(runs, lo, hi)
+
+
 def _recode(exc: CorruptionError, block: int) -> CorruptionError:
     """``exc`` (a block_decode error) as ``unpack_corruption`` for ``block``."""
     msg = str(exc.args[0])

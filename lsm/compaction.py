@@ -52,9 +52,11 @@ from __future__ import annotations
 import struct
 import threading
 import time
+from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate
 from operator import add as _add
+from operator import sub as _sub
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -716,17 +718,14 @@ class _Output(_OutputFiles):
         self.smallest = self.largest = None
 
 
-def _run_blocks(table_cache: Any, files: Sequence[FileMetaData], raw: bool,
-                start: bytes | None = None, stop: bytes | None = None
+def _run_blocks(table_cache: Any, files: Sequence[FileMetaData]
                 ) -> Iterator[tuple[str, Any]]:
-    """The data blocks of a sorted run's files, in order, as ``(file name,
-    block)``: ``TableReader.raw_blocks`` items when ``raw`` (only the blocks
-    that may hold user keys in ``[start, stop)``), else decoded
-    ``TableReader.blocks`` items.  Each table is opened (through the table
-    cache) only when the previous one is exhausted."""
+    """The decoded data blocks (``TableReader.blocks`` items) of a sorted
+    run's files, in order, as ``(file name, block)``.  Each table is opened
+    (through the table cache) only when the previous one is exhausted."""
     for f in files:
         reader = table_cache.get(f.number)
-        for block in (reader.raw_blocks(start=start, stop=stop) if raw else reader.blocks()):
+        for block in reader.blocks():
             yield reader.name, block
 
 
@@ -734,7 +733,7 @@ class _Source:
     """One input sorted run read block by block (files of a level in order)."""
 
     def __init__(self, table_cache: Any, files: Sequence[FileMetaData]) -> None:
-        self.it = _run_blocks(table_cache, files, False)
+        self.it = _run_blocks(table_cache, files)
         self.keys: list[bytes] = []
         self.values: list[bytes] = []
         self.exhausted = False
@@ -787,34 +786,54 @@ class _Source:
 class _BlockSource:
     """One input sorted run (the files of a level, in order) held as raw
     data blocks -- verified and decompressed, never decoded in Python --
-    for the packed compaction path.  ``lasts[i]`` is the last user key of
-    ``blocks[i]`` (from the index), so window bounds need no decoding."""
+    for the packed compaction path.  The held blocks lie back to back in
+    ``buf`` (``lens[i]`` bytes each); ``lasts[i]`` is the last user key of
+    block ``i`` (from the index), so window bounds need no decoding, and
+    ``names``/``offs`` say where it came from.  Blocks arrive a file chunk
+    at a time (``TableReader.raw_block_chunks``): no Python work per block.
+    Only the blocks that may hold user keys in ``[start, stop)`` are read."""
 
     def __init__(self, table_cache: Any, files: Sequence[FileMetaData],
                  start: bytes | None = None, stop: bytes | None = None) -> None:
-        self.it = _run_blocks(table_cache, files, True, start, stop)
-        self.blocks: list[bytes] = []
+        self.it = self._chunks(table_cache, files, start, stop)
+        self.buf = bytearray()
+        self.lens = array("Q")
         self.lasts: list[bytes] = []
-        self.where: list[tuple[str, int]] = []    # (file, offset) of each held block
-        self.held = 0
+        self.names: list[str] = []
+        self.offs: list[int] = []
         self.exhausted = False
+
+    @staticmethod
+    def _chunks(table_cache: Any, files: Sequence[FileMetaData], start: bytes | None,
+                stop: bytes | None) -> Iterator[tuple[str, Any, Any, list[bytes], list[int]]]:
+        for f in files:
+            reader = table_cache.get(f.number)
+            for data, ends, uks, offs in reader.raw_block_chunks(start=start, stop=stop):
+                yield reader.name, data, ends, uks, offs
+
+    @property
+    def held(self) -> int:
+        return len(self.buf)
 
     def _next(self) -> bool:
         item = next(self.it, None)
         if item is None:
             self.exhausted = True
             return False
-        name, (contents, last_user, offset) = item
-        self.blocks.append(contents)
-        self.lasts.append(last_user)
-        self.where.append((name, offset))
-        self.held += len(contents)
+        name, data, ends, uks, offs = item
+        self.buf += data
+        prev = array("Q", (0,))
+        prev += ends[:-1]
+        self.lens += array("Q", map(_sub, ends, prev))
+        self.lasts += uks
+        self.names += [name] * len(uks)
+        self.offs += offs
         return True
 
     def fill(self, budget: int, after: bytes | None) -> None:
         """Hold at least ``budget`` bytes and, unless exhausted, a block whose
         last user key is above ``after`` (so every window makes progress)."""
-        while not self.exhausted and (self.held < budget or not self.blocks
+        while not self.exhausted and (len(self.buf) < budget or not self.lasts
                                       or (after is not None and self.lasts[-1] <= after)):
             self._next()
 
@@ -822,8 +841,8 @@ class _BlockSource:
         """Drop the held blocks whose every entry is below ``bound``."""
         i = bisect_left(self.lasts, bound)
         if i:
-            self.held -= sum(map(len, self.blocks[:i]))
-            del self.blocks[:i], self.lasts[:i], self.where[:i]
+            del self.buf[:sum(self.lens[:i])]
+            del self.lens[:i], self.lasts[:i], self.names[:i], self.offs[:i]
 
 
 class _PackedOutput(_OutputFiles):
@@ -924,17 +943,23 @@ def _run_packed(c: "Compaction", sources: list[_BlockSource], out: _PackedOutput
         last = False
         if stop is not None and (bound is None or bound >= stop):
             bound, last = stop, True
-        held = [s for s in sources if s.blocks]
+        held = [s for s in sources if s.lasts]
         if held:
+            blens = array("Q")
+            for s in held:
+                blens += s.lens
             try:
-                packed, starts = _native.blocks_unpack([s.blocks for s in held], lo, bound)
+                packed, starts = _native.blocks_unpack_flat(
+                    b"".join([s.buf for s in held]), blens,
+                    array("Q", [len(s.lens) for s in held]), lo, bound)
             except CorruptionError as exc:
                 b = getattr(exc, "block_index", None)
-                where = [w for s in held for w in s.where]
-                if b is None or b >= len(where):
+                names = [n for s in held for n in s.names]
+                offs = [o for s in held for o in s.offs]
+                if b is None or b >= len(names):
                     raise
                 raise CorruptionError(f"sstable: bad data block ({exc.args[0]})",
-                                      where[b][0], where[b][1]) from None
+                                      names[b], offs[b]) from None
             if len(packed[1]):
                 order = _native.merge_indices(packed, starts, 0, snaps, _native.MERGE_COMPACT,
                                               c.bottom)

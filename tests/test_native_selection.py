@@ -18,7 +18,7 @@ FUNCTIONS = ["checksum", "encode_varint", "decode_varint32", "decode_varint64", 
              "block_decode", "block_seek", "block_get", "bloom_build", "bloom_may_contain",
              "merge", "log_encode_record", "batch_encode_single", "batch_encode",
              "user_keys",
-             "blocks_unpack", "sort_entries", "table_blocks", "bloom_build_hashes",
+             "blocks_unpack", "blocks_unpack_flat", "sort_entries", "table_blocks", "bloom_build_hashes",
              "merge_indices"]
 CONSTANTS = ["CMP_BYTEWISE", "CMP_INTERNAL", "MERGE_READ", "MERGE_COMPACT"]
 

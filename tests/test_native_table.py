@@ -569,6 +569,13 @@ def test_blocks_unpack_valid(entries, block_size, restart, lo, hi, data):
     want_starts.append(len(want))
     assert list(zip(keys, vals)) == want
     assert list(starts) == want_starts
+    # the flat form (blocks back to back, lengths, blocks per run) is the same
+    flat = [b for run in runs for b in run]
+    buf = b"".join(flat)
+    for b in (buf, bytearray(buf), memoryview(buf)):
+        f = same("blocks_unpack_flat", b, array("Q", map(len, flat)),
+                 array("Q", map(len, runs)), lo, hi)
+        assert f == r
 
 
 def test_blocks_unpack_edges():
@@ -587,6 +594,32 @@ def test_blocks_unpack_edges():
                 ([blocks], bytearray(b"a"), None)):
         r = same("blocks_unpack", *bad)
         assert r[0] == "err"
+
+
+def test_blocks_unpack_flat_checks_its_arguments_and_numbers_bad_blocks():
+    need_c()
+    blocks = chunk_blocks([(ik(b"k%02d" % i, 9, 1), b"v%d" % i) for i in range(20)], 64, 2)
+    buf = b"".join(blocks)
+    lens = array("Q", map(len, blocks))
+    for bad in ((buf, lens, array("Q", [len(blocks) + 1]), None, None),   # too many blocks
+                (buf + b"x", lens, array("Q", [len(blocks)]), None, None),  # bytes left over
+                (buf, list(lens), array("Q", [len(blocks)]), None, None),
+                (buf, lens, [len(blocks)], None, None),
+                ("s", lens, array("Q", [len(blocks)]), None, None),
+                (memoryview(array("Q", [1, 2])), array("Q", [16]), array("Q", [1]), None, None),
+                (buf, lens, array("Q", [len(blocks)]), "a", None)):
+        assert same("blocks_unpack_flat", *bad)[0] == "err"
+    damaged = bytearray(blocks[5])
+    damaged[-1] ^= 0x7F               # the restart count: a bad block 5 + 3 = 8
+    parts = blocks[3:5] + [bytes(damaged)]
+    runs = [blocks[:3], parts]
+    r = same("blocks_unpack_flat", b"".join(blocks[:3] + parts),
+             array("Q", map(len, blocks[:3] + parts)), array("Q", [3, 3]), None, None)
+    assert r == same("blocks_unpack", runs, None, None) and r[0] == "err"
+    with pytest.raises(CorruptionError) as info:
+        C.blocks_unpack_flat(b"".join(blocks[:3] + parts),
+                             array("Q", map(len, blocks[:3] + parts)), array("Q", [3, 3]))
+    assert info.value.block_index == 5
 
 
 def test_blocks_unpack_takes_block_views():

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import struct
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from typing import Callable, Iterator
 
 import lz4.block
@@ -834,13 +834,31 @@ class TableReader:
         """Every data block in order as ``(contents, last user key, offset)``:
         verified and decompressed, not decoded, and not put in the block
         cache (a compaction reads each block once).  ``contents`` is a
-        read-only ``memoryview`` into the chunk read (no copy per block).  The file is read in
-        appends of about ``chunk_bytes``.  With ``start`` / ``stop`` (user
-        keys) only the blocks that may hold a user key in ``[start, stop)``
-        are read: the first block whose last user key is >= ``start``
-        through the first whose last user key is >= ``stop`` (the blocks
-        still hold their keys outside the range; the caller filters).
+        read-only ``memoryview`` into the chunk read (no copy per block).
+        ``chunk_bytes``, ``start`` and ``stop`` as ``raw_block_chunks``.
         O(data size read); corrupt blocks raise CorruptionError(file, offset)."""
+        for data, ends, uks, offs in self.raw_block_chunks(chunk_bytes, start, stop):
+            view = memoryview(data)         # blocks as views: no copy per block
+            begin = 0
+            for end, uk, off in zip(ends, uks, offs):
+                yield view[begin:end], uk, off
+                begin = end
+
+    def raw_block_chunks(self, chunk_bytes: int = 1 << 20, start: bytes | None = None,
+                         stop: bytes | None = None
+                         ) -> Iterator[tuple[bytes, array, list[bytes], list[int]]]:
+        """The data blocks in order, a file read of about ``chunk_bytes`` at a
+        time, as ``(data, ends, last user keys, offsets)``: ``data`` holds the
+        chunk's blocks verified, decompressed and back to back (block ``i``
+        is ``data[ends[i-1]:ends[i]]``), with each block's last user key and
+        file offset.  Nothing goes to the block cache and no per-block
+        object is made (a compaction reads each block once).  With
+        ``start`` / ``stop`` (user keys) only the blocks that may hold a
+        user key in ``[start, stop)`` are read: the first block whose last
+        user key is >= ``start`` through the first whose last user key is
+        >= ``stop`` (they still hold their keys outside the range; the
+        caller filters).  O(data size read) native, O(chunks) Python;
+        corrupt blocks raise CorruptionError(file, offset)."""
         ix = self._index()
         offs, sizes, uks = ix.offs, ix.sizes, ix.uks
         n = self._nblocks
@@ -853,24 +871,23 @@ class TableReader:
             if self._closed:
                 raise ClosedError(f"table {self.name} is closed")
             base = offs[i]
-            j = i
-            while j < n and (j == i or offs[j] + sizes[j] + BLOCK_TRAILER_SIZE - base
-                             <= chunk_bytes):
-                j += 1
+            limit = base + chunk_bytes
+            j = bisect_right(offs, limit, i + 1, n)   # blocks starting within the budget
+            while j > i + 1 and offs[j - 1] + sizes[j - 1] + BLOCK_TRAILER_SIZE > limit:
+                j -= 1
             end = offs[j - 1] + sizes[j - 1] + BLOCK_TRAILER_SIZE
             buf = self._file.read(base, end - base)  # type: ignore[attr-defined]
             if len(buf) != end - base:
                 raise CorruptionError(f"sstable: data blocks truncated ({len(buf)} of "
                                       f"{end - base} bytes)", self.name, base)
             # every block of the chunk checked and decompressed in one native call
-            data, ends = N.blocks_open(buf, array("Q", [o - base for o in offs[i:j]]),
-                                       array("Q", sizes[i:j]), self._verify, self.name, base)
-            view = memoryview(data)         # blocks as views: no copy per block
-            start = 0
-            for k, end in zip(range(i, j), ends):
-                yield view[start:end], uks[k], offs[k]
-                start = end
+            rel = array("Q", offs[i:j])
+            if base:
+                rel = array("Q", map(base.__rsub__, rel))
+            data, ends = N.blocks_open(buf, rel, array("Q", sizes[i:j]), self._verify,
+                                       self.name, base)
             self.blocks_loaded += j - i
+            yield data, ends, uks[i:j], offs[i:j]
             i = j
 
     # -- lifecycle ------------------------------------------------------------
