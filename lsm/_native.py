@@ -111,6 +111,7 @@ _BYTES = {bytes}
 _INTS = {int}
 _SEQS = (list, tuple)
 _POOL_MAX_BYTES = 1 << 20   # larger scratch buffers are allocated per call
+_JOIN_POOL_MAX_BYTES = 64 << 20   # blocks_unpack_flat: largest join scratch kept
 _SCRATCH_MIN = 4096
 
 _c_namespace: Optional[SimpleNamespace] = None
@@ -591,6 +592,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
     ffi, lib = ns.ffi, ns.lib
     alloc = ffi.new_allocator(should_clear_after_alloc=False)
     from_buffer = ffi.from_buffer
+    memmove = ffi.memmove
     NULL = ffi.NULL
     c_unpack = lib.lsm_blocks_unpack
     c_sort = lib.lsm_sort_entries
@@ -602,25 +604,52 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
     def u64(values: Any) -> Any:
         return from_buffer("uint64_t[]", values) if len(values) else NULL
 
+    def cbuf(b: Any) -> Any:
+        """``b`` for a ``const char *`` parameter: bytes as they are, a
+        memoryview through ``from_buffer`` (no copy)."""
+        return b if type(b) is bytes else from_buffer(b)
+
     def blocks_unpack(runs: Sequence[Sequence[bytes]], lo: Optional[bytes] = None,
                       hi: Optional[bytes] = None) -> tuple:
         _twins.check_unpack_args(runs, lo, hi)
         blocks = [b for run in runs for b in run]
-        return _unpack(b"".join(blocks), array("Q", map(len, blocks)),
+        buf = b"".join(blocks)
+        return _unpack(buf, len(buf), array("Q", map(len, blocks)),
                        array("Q", map(len, runs)), lo, hi)
 
-    def blocks_unpack_flat(buf: Any, block_lens: Any, run_blocks: Any,
-                           lo: Optional[bytes] = None, hi: Optional[bytes] = None) -> tuple:
-        buf = _twins.check_unpack_flat_args(buf, block_lens, run_blocks, lo, hi)
-        return _unpack(buf, block_lens, run_blocks, lo, hi)
+    joins: list = []      # scratch for joining the runs (reused: no page faults)
 
-    def _unpack(buf: bytes, blens: Any, nblocks: Any, lo: Optional[bytes],
+    def blocks_unpack_flat(bufs: Any, block_lens: Any, run_blocks: Any,
+                           lo: Optional[bytes] = None, hi: Optional[bytes] = None) -> tuple:
+        bufs = _twins.check_unpack_flat_args(bufs, block_lens, run_blocks, lo, hi)
+        if len(bufs) == 1:
+            b = bufs[0]
+            return _unpack(b if type(b) is bytes else from_buffer(b), len(b), block_lens,
+                           run_blocks, lo, hi)
+        total = sum(map(len, bufs))
+        scratch = joins.pop() if joins else None
+        if scratch is None or len(scratch) < total:
+            scratch = alloc("char[]", max(total, 1 << 20))
+        try:
+            off = 0
+            for b in bufs:
+                n = len(b)
+                if n:
+                    memmove(scratch + off, b, n)
+                    off += n
+            return _unpack(scratch, total, block_lens, run_blocks, lo, hi)
+        finally:
+            if len(scratch) <= _JOIN_POOL_MAX_BYTES and len(joins) < 2:
+                joins.append(scratch)
+
+    def _unpack(cbuf: Any, nbytes: int, blens: Any, nblocks: Any, lo: Optional[bytes],
                 hi: Optional[bytes]) -> tuple:
+        """The two-pass C unpack of ``nbytes`` of blocks at ``cbuf`` (bytes
+        or a cdata pointer).  Requires: arguments validated."""
         bounds = (0 if lo is None else 1) | (0 if hi is None else 2)
         info = alloc("uint64_t[5]")
         nruns = len(nblocks)
-        cbuf = buf if type(buf) is bytes else from_buffer(buf)
-        args = (cbuf, len(buf), u64(blens), len(blens), nruns, u64(nblocks),
+        args = (cbuf, nbytes, u64(blens), len(blens), nruns, u64(nblocks),
                 lo if lo is not None else NULL, len(lo) if lo is not None else 0,
                 hi if hi is not None else NULL, len(hi) if hi is not None else 0, bounds)
         rc = c_unpack(*args, NULL, NULL, NULL, NULL, NULL, info)
@@ -636,7 +665,10 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
             if rc in (_twins.ERR_NO_MEMORY, _twins.ERR_TOO_LARGE):
                 raise _error(rc, 0)
             raise _twins.unpack_corruption(rc, int(info[3]), int(info[4]))
-        return (ffi.unpack(kout, kb), klens, ffi.unpack(vout, vb), vlens), starts
+        # views over the native outputs: no copy (and no page faults for a
+        # fresh copy) while the GIL is held
+        return (memoryview(ffi.buffer(kout, kb)), klens,
+                memoryview(ffi.buffer(vout, vb)), vlens), starts
 
     def sort_entries(packed: Any) -> Any:
         kbuf, klens, vbuf, vlens = check_packed(packed)
@@ -654,7 +686,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
                      prev_key: Optional[bytes], gps: Optional[Any]) -> Any:
         kbuf, klens, vbuf, vlens = _twins.check_table_blocks_args(
             packed, layout, order, pos, n_order, block_size, restart_interval, limit,
-            prev_key, gps)
+            prev_key, gps, views=True)
         m = n_order - pos
         cap = len(kbuf) + len(vbuf) + 32 * m + 16
         out = alloc("char[]", cap)
@@ -669,7 +701,8 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
         else:
             state = array("Q", [0, 0, 0])
             gargs = (NULL, 0, NULL, NULL, 0, 0, u64(state))
-        rc = c_table_blocks(kbuf, len(kbuf), u64(klens), vbuf, len(vbuf), u64(vlens),
+        rc = c_table_blocks(cbuf(kbuf), len(kbuf), u64(klens), cbuf(vbuf), len(vbuf),
+                            u64(vlens),
                             len(klens), layout, u64(order) if order is not None else NULL,
                             pos, n_order, block_size, restart_interval, limit,
                             prev_key if prev_key is not None else NULL,
@@ -696,7 +729,8 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
             o += ln
         del hashes[int(info[2]):]
         taken = int(info[0]) - pos
-        data = ffi.unpack(out, int(info[10]))
+        # a view over the output: no copy under the GIL
+        data = memoryview(ffi.buffer(out, int(info[10])))
         # the first entry of a block shares nothing: its key is whole at the
         # start of the data (three varint32 lengths, then the key)
         first = _twins.first_block_key(data) if taken else b""
@@ -715,7 +749,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
 
     def merge_indices(packed: Any, run_starts: Any, read_seq: int, snapshots: Sequence[int] = (),
                       mode: int = MERGE_READ, bottom: bool = False) -> Any:
-        kbuf, klens, vbuf, vlens = check_packed(packed)
+        kbuf, klens, vbuf, vlens = check_packed(packed, views=True)
         if not isinstance(run_starts, array) or run_starts.typecode != "Q" or not run_starts:
             raise _twins.ArgumentTypeError("run_starts must be a non-empty array('Q')")
         if run_starts[0] != 0 or run_starts[-1] != len(klens) or any(
@@ -732,8 +766,8 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
             return array("Q")
         out = array("Q", bytes(8 * total))
         err = alloc("size_t[2]")
-        rc = c_merge(len(run_starts) - 1, u64(run_starts), kbuf, len(kbuf), u64(klens),
-                     vbuf, len(vbuf), u64(vlens), read_seq, u64(array("Q", snaps or [0])),
+        rc = c_merge(len(run_starts) - 1, u64(run_starts), cbuf(kbuf), len(kbuf), u64(klens),
+                     cbuf(vbuf), len(vbuf), u64(vlens), read_seq, u64(array("Q", snaps or [0])),
                      len(snaps), mode, 1 if bottom else 0, u64(out), err)
         if rc < 0:
             raise _error(rc, err[1], err[0])
@@ -964,6 +998,10 @@ blocks_seal_bound = _twins.blocks_seal_bound
 __all__ += list(LZ4_FUNCTIONS)
 
 _LZ4_MAX = _twins.LZ4_MAX_INPUT
+# blocks_seal / blocks_open outputs above this size are fresh memory returned
+# as a memoryview (the page faults of a fresh copy, and the copy, would be
+# paid while holding the GIL); smaller ones go through the scratch pool
+_VIEW_MIN_BYTES = 512 << 10
 _LZ4_POOL_MAX_BYTES = 4 << 20   # scratch buffers up to this size are kept ...
 _LZ4_POOL_LEN = 4               # ... at most this many of them
 _PBLOCK_CODES = frozenset(_twins.PBLOCK_ERRORS) | frozenset(_twins.LZ4_ERRORS)
@@ -1066,7 +1104,8 @@ def _make_lz4_api(api: Any) -> None:
             data = _twins.check_blocks_seal_args(data, ends, compress)
         n = len(ends)
         cap = len(data) + len(data) // 255 + 5 * n + 32    # blocks_seal_bound
-        out = take(cap)
+        big = cap > _VIEW_MIN_BYTES
+        out = alloc("char[]", cap) if big else take(cap)
         sizes = array("Q", bytes(8 * n))
         rc = c_seal(from_buffer(data) if type(data) is not bytes else data, len(data),
                     u64(ends), n, 1 if compress else 0, out, cap, u64(sizes))
@@ -1074,6 +1113,8 @@ def _make_lz4_api(api: Any) -> None:
             if rc == ERR_INVALID:
                 _twins.check_blocks_seal_args(data, ends, compress)   # raises
             raise _error(rc, 0)
+        if big:     # a view over the fresh output: no copy under the GIL
+            return memoryview(ffi.buffer(out, rc)), sizes
         res = cunpack(out, rc)
         give(out)
         return res, sizes
@@ -1090,14 +1131,19 @@ def _make_lz4_api(api: Any) -> None:
         cbuf = from_buffer(buf) if type(buf) is not bytes else buf
         ends = array("Q", bytes(8 * n))
         err = errs.pop() if errs else alloc("size_t[2]")
-        # first guess: 3x the stored bytes (damaged sizes: at most 4x buf)
-        out = take(min(3 * sum(sizes), 4 * len(buf)) + 256)
+        # first guess: 3x the stored bytes (damaged sizes: at most 4x buf).
+        # Large outputs are fresh memory returned as a view (no copy under
+        # the GIL); small ones use the pool and are copied out.
+        guess = min(3 * sum(sizes), 4 * len(buf)) + 256
+        big = guess > _VIEW_MIN_BYTES
+        out = alloc("char[]", guess) if big else take(guess)
         cap = len(out)
         rc = c_open(cbuf, len(buf), u64(offsets), u64(sizes), n, 1 if verify else 0,
                     out, cap, u64(ends), err)
         if rc > cap:
-            give(out)
-            out = take(rc)
+            if not big:
+                give(out)
+            out = alloc("char[]", rc) if big else take(rc)
             cap = len(out)
             rc = c_open(cbuf, len(buf), u64(offsets), u64(sizes), n, 1 if verify else 0,
                         out, cap, u64(ends), err)
@@ -1109,9 +1155,11 @@ def _make_lz4_api(api: Any) -> None:
             raise _error(rc, 0)
         if rc > cap:    # the buffers changed under the call (another thread)
             raise RuntimeError("blocks_open: the input changed during the call")
+        errs.append(err)
+        if big:
+            return memoryview(ffi.buffer(out, rc)), ends
         res = cunpack(out, rc)
         give(out)
-        errs.append(err)
         return res, ends
 
     api.lz4_compress = lz4_compress

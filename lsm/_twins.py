@@ -1079,13 +1079,17 @@ def unpack_items(buf: bytes, lens: Sequence[int]) -> list[bytes]:
     return [buf[a:b] for a, b in zip(offs, offs[1:])]
 
 
-def check_packed(packed: Any, name: str = "packed") -> Packed:
-    """Validate a packed run's shape; return it with bytes buffers."""
+def check_packed(packed: Any, name: str = "packed", views: bool = False) -> Packed:
+    """Validate a packed run's shape; return it with bytes buffers (with
+    ``views``, contiguous byte memoryviews are returned as they are: the C
+    wrappers pass them to C without a copy)."""
     if not isinstance(packed, tuple) or len(packed) != 4:
         raise ArgumentTypeError(f"{name} must be a (keys, key_lens, values, value_lens) tuple")
     kbuf, klens, vbuf, vlens = packed
-    kbuf = check_buffer(kbuf, f"{name} keys")
-    vbuf = check_buffer(vbuf, f"{name} values")
+    if not (views and type(kbuf) is memoryview and kbuf.contiguous and kbuf.itemsize == 1):
+        kbuf = check_buffer(kbuf, f"{name} keys")
+    if not (views and type(vbuf) is memoryview and vbuf.contiguous and vbuf.itemsize == 1):
+        vbuf = check_buffer(vbuf, f"{name} values")
     for lens, what in ((klens, "key_lens"), (vlens, "value_lens")):
         if not isinstance(lens, _array) or lens.typecode != "Q":
             raise ArgumentTypeError(f"{name} {what} must be an array('Q')")
@@ -1105,12 +1109,13 @@ def unpack_corruption(code: int, block: int, offset: int) -> CorruptionError:
 def first_block_key(data: bytes) -> bytes:
     """The key of the first entry of the data block at the start of
     ``data`` (whole: a block's first entry shares no prefix).  O(key)."""
-    shared, p = decode_varint32(data, 0)
-    unshared, p = decode_varint32(data, p)
-    _, p = decode_varint32(data, p)
+    head = bytes(data[:15])     # three varint32s at most (data may be a large view)
+    shared, p = decode_varint32(head, 0)
+    unshared, p = decode_varint32(head, p)
+    _, p = decode_varint32(head, p)
     if shared:
         raise corruption(ERR_BLOCK_RESTART_SHARED, 0)
-    return data[p:p + unshared]
+    return bytes(data[p:p + unshared])
 
 
 def check_unpack_args(runs: Any, lo: Any, hi: Any) -> None:
@@ -1171,42 +1176,55 @@ def blocks_unpack(runs: Sequence[Sequence[bytes]], lo: Optional[bytes] = None,
     return pack(keys, values), starts
 
 
-def check_unpack_flat_args(buf: Any, block_lens: Any, run_blocks: Any, lo: Any,
-                           hi: Any) -> Any:
-    """Validate ``blocks_unpack_flat``'s arguments; return ``buf`` (bytes,
-    bytearray or a contiguous byte memoryview, not copied)."""
-    if isinstance(buf, memoryview):
-        if not (buf.contiguous and buf.itemsize == 1):
-            raise ArgumentTypeError("buf must be a contiguous byte buffer")
-    elif not isinstance(buf, (bytes, bytearray)):
-        raise ArgumentTypeError(f"buf must be bytes-like, not {type(buf).__name__}")
+def check_unpack_flat_args(bufs: Any, block_lens: Any, run_blocks: Any, lo: Any,
+                           hi: Any) -> list[Any]:
+    """Validate ``blocks_unpack_flat``'s arguments; return ``bufs`` as a list
+    (its items bytes, bytearray or contiguous byte memoryviews, not copied)."""
+    if not isinstance(bufs, (list, tuple)):
+        raise ArgumentTypeError(f"bufs must be a list of bytes-like, not {type(bufs).__name__}")
+    for b in bufs:
+        if isinstance(b, memoryview):
+            if not (b.contiguous and b.itemsize == 1):
+                raise ArgumentTypeError("bufs items must be contiguous byte buffers")
+        elif not isinstance(b, (bytes, bytearray)):
+            raise ArgumentTypeError(f"bufs items must be bytes-like, not {type(b).__name__}")
     for arr, what in ((block_lens, "block_lens"), (run_blocks, "run_blocks")):
         if not isinstance(arr, _array) or arr.typecode != "Q":
             raise ArgumentTypeError(f"{what} must be an array('Q')")
+    if len(run_blocks) != len(bufs):
+        raise InvalidArgumentError(f"{len(bufs)} buffers but {len(run_blocks)} runs")
     if sum(run_blocks) != len(block_lens):
         raise InvalidArgumentError(f"run_blocks add up to {sum(run_blocks)} blocks, but "
                                    f"block_lens has {len(block_lens)}")
-    if sum(block_lens) != len(buf):
-        raise InvalidArgumentError(f"block_lens add up to {sum(block_lens)} bytes, but buf "
-                                   f"has {len(buf)}")
-    for b, what in ((lo, "lo"), (hi, "hi")):
-        if b is not None and not isinstance(b, bytes):
-            raise ArgumentTypeError(f"{what} must be bytes or None, not {type(b).__name__}")
-    return buf
+    b = 0
+    for r, (buf, count) in enumerate(zip(bufs, run_blocks)):
+        if sum(block_lens[b:b + count]) != len(buf):
+            raise InvalidArgumentError(f"run {r}: its block lengths add up to "
+                                       f"{sum(block_lens[b:b + count])} bytes, but its "
+                                       f"buffer has {len(buf)}")
+        b += count
+    for k, what in ((lo, "lo"), (hi, "hi")):
+        if k is not None and not isinstance(k, bytes):
+            raise ArgumentTypeError(f"{what} must be bytes or None, not {type(k).__name__}")
+    return list(bufs)
 
 
-def blocks_unpack_flat(buf: Any, block_lens: Any, run_blocks: Any, lo: Optional[bytes] = None,
+def blocks_unpack_flat(bufs: Any, block_lens: Any, run_blocks: Any, lo: Optional[bytes] = None,
                        hi: Optional[bytes] = None) -> tuple[Packed, Any]:
-    """``blocks_unpack`` with the blocks given flat: ``buf`` holds every
-    block back to back, ``block_lens[i]`` is the length of block ``i`` and
-    run ``r`` is the next ``run_blocks[r]`` blocks.  Same result and errors
-    (block numbers count over all runs).  O(total block bytes)."""
-    buf = check_unpack_flat_args(buf, block_lens, run_blocks, lo, hi)
-    view = memoryview(buf).cast("B") if not isinstance(buf, bytes) else memoryview(buf)
+    """``blocks_unpack`` with each run's blocks given flat: ``bufs[r]`` holds
+    run ``r``'s ``run_blocks[r]`` blocks back to back, and ``block_lens``
+    the length of every block (over all runs, in order).  Same result and
+    errors (block numbers count over all runs); the C implementation joins
+    the runs in reused scratch memory and returns its packed keys and
+    values as memoryviews over its own output (no copy).
+    O(total block bytes)."""
+    bufs = check_unpack_flat_args(bufs, block_lens, run_blocks, lo, hi)
     runs: list[list[memoryview]] = []
-    pos = b = 0
-    for count in run_blocks:
+    b = 0
+    for buf, count in zip(bufs, run_blocks):
+        view = memoryview(buf).cast("B")
         run = []
+        pos = 0
         for _ in range(count):
             run.append(view[pos:pos + block_lens[b]])
             pos += block_lens[b]
@@ -1293,8 +1311,8 @@ class Grandparents:
 
 def check_table_blocks_args(packed: Any, layout: Any, order: Any, pos: Any, n_order: Any,
                             block_size: Any, restart_interval: Any, limit: Any,
-                            prev_key: Any, gps: Any) -> Packed:
-    packed = check_packed(packed)
+                            prev_key: Any, gps: Any, views: bool = False) -> Packed:
+    packed = check_packed(packed, views=views)
     check_int(layout, "layout", 0, 1)
     if order is not None and (not isinstance(order, _array) or order.typecode != "Q"):
         raise ArgumentTypeError("order must be an array('Q') or None")

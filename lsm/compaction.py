@@ -950,8 +950,8 @@ def _run_packed(c: "Compaction", sources: list[_BlockSource], out: _PackedOutput
                 blens += s.lens
             try:
                 packed, starts = _native.blocks_unpack_flat(
-                    b"".join([s.buf for s in held]), blens,
-                    array("Q", [len(s.lens) for s in held]), lo, bound)
+                    [s.buf for s in held], blens, array("Q", [len(s.lens) for s in held]),
+                    lo, bound)
             except CorruptionError as exc:
                 b = getattr(exc, "block_index", None)
                 names = [n for s in held for n in s.names]

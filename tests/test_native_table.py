@@ -571,11 +571,17 @@ def test_blocks_unpack_valid(entries, block_size, restart, lo, hi, data):
     assert list(starts) == want_starts
     # the flat form (blocks back to back, lengths, blocks per run) is the same
     flat = [b for run in runs for b in run]
-    buf = b"".join(flat)
-    for b in (buf, bytearray(buf), memoryview(buf)):
-        f = same("blocks_unpack_flat", b, array("Q", map(len, flat)),
+    for kind in (bytes, bytearray, memoryview):
+        bufs = [kind(b"".join(run)) for run in runs]
+        f = same("blocks_unpack_flat", bufs, array("Q", map(len, flat)),
                  array("Q", map(len, runs)), lo, hi)
         assert f == r
+    # the C views feed merge_indices and table_blocks like bytes
+    cp, cs = C.blocks_unpack_flat([b"".join(run) for run in runs], array("Q", map(len, flat)),
+                                  array("Q", map(len, runs)), lo, hi)
+    tp = (bytes(cp[0]), cp[1], bytes(cp[2]), cp[3])
+    assert (C.merge_indices(cp, cs, MAX_SEQ).tolist()
+            == C.merge_indices(tp, cs, MAX_SEQ).tolist())
 
 
 def test_blocks_unpack_edges():
@@ -601,24 +607,28 @@ def test_blocks_unpack_flat_checks_its_arguments_and_numbers_bad_blocks():
     blocks = chunk_blocks([(ik(b"k%02d" % i, 9, 1), b"v%d" % i) for i in range(20)], 64, 2)
     buf = b"".join(blocks)
     lens = array("Q", map(len, blocks))
-    for bad in ((buf, lens, array("Q", [len(blocks) + 1]), None, None),   # too many blocks
-                (buf + b"x", lens, array("Q", [len(blocks)]), None, None),  # bytes left over
-                (buf, list(lens), array("Q", [len(blocks)]), None, None),
-                (buf, lens, [len(blocks)], None, None),
-                ("s", lens, array("Q", [len(blocks)]), None, None),
-                (memoryview(array("Q", [1, 2])), array("Q", [16]), array("Q", [1]), None, None),
-                (buf, lens, array("Q", [len(blocks)]), "a", None)):
+    one = array("Q", [len(blocks)])
+    for bad in (([buf], lens, array("Q", [len(blocks) + 1]), None, None),   # too many blocks
+                ([buf + b"x"], lens, one, None, None),                      # bytes left over
+                ([buf[:10], buf[10:]], lens, array("Q", [1, len(blocks) - 1]), None, None),
+                ([buf, b""], lens, one, None, None),                        # runs != buffers
+                ([buf], list(lens), one, None, None),
+                ([buf], lens, [len(blocks)], None, None),
+                (buf, lens, one, None, None),                               # not a list
+                (["s"], lens, one, None, None),
+                ([memoryview(array("Q", [1, 2]))], array("Q", [16]), array("Q", [1]), None, None),
+                ([buf], lens, one, "a", None)):
         assert same("blocks_unpack_flat", *bad)[0] == "err"
     damaged = bytearray(blocks[5])
     damaged[-1] ^= 0x7F               # the restart count: a bad block 5 + 3 = 8
     parts = blocks[3:5] + [bytes(damaged)]
     runs = [blocks[:3], parts]
-    r = same("blocks_unpack_flat", b"".join(blocks[:3] + parts),
-             array("Q", map(len, blocks[:3] + parts)), array("Q", [3, 3]), None, None)
+    args = ([b"".join(blocks[:3]), b"".join(parts)], array("Q", map(len, blocks[:3] + parts)),
+            array("Q", [3, 3]))
+    r = same("blocks_unpack_flat", *args, None, None)
     assert r == same("blocks_unpack", runs, None, None) and r[0] == "err"
     with pytest.raises(CorruptionError) as info:
-        C.blocks_unpack_flat(b"".join(blocks[:3] + parts),
-                             array("Q", map(len, blocks[:3] + parts)), array("Q", [3, 3]))
+        C.blocks_unpack_flat(*args)
     assert info.value.block_index == 5
 
 

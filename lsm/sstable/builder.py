@@ -372,7 +372,8 @@ class TableBuilder:
 
     def _flush_buf(self) -> None:
         if self._buf:
-            data = b"".join(self._buf)
+            buf = self._buf
+            data = buf[0] if len(buf) == 1 else b"".join(buf)   # one chunk: no copy
             self._buf = []
             self._buf_len = 0
             self._file.append(data)
