@@ -213,13 +213,14 @@ def test_pushdown_reads_few_blocks(tmp_path):
         for i in range(4000):
             db.put(b"k%06d" % i, b"v" * 40)
         db.compact_range()
-        readers = [db._table_cache.get(f.number)
-                   for lv in db._state.version.levels for f in lv]
-        before = sum(r.blocks_read for r in readers)
-        total_blocks = sum(r.properties.num_data_blocks for r in readers)
-        assert list(db.keys(start=b"k001000", stop=b"k001010")) == \
-            [b"k%06d" % i for i in range(1000, 1010)]
-        used = sum(r.blocks_read for r in readers) - before
+        with db._compaction_lock:     # no background compaction swaps the files meanwhile
+            readers = [db._table_cache.get(f.number)
+                       for lv in db._state.version.levels for f in lv]
+            before = sum(r.blocks_read for r in readers)
+            total_blocks = sum(r.properties.num_data_blocks for r in readers)
+            assert list(db.keys(start=b"k001000", stop=b"k001010")) == \
+                [b"k%06d" % i for i in range(1000, 1010)]
+            used = sum(r.blocks_read for r in readers) - before
         assert 0 < used <= 4 < total_blocks
 
 
