@@ -49,6 +49,7 @@ twins.
 from __future__ import annotations
 
 import importlib
+import mmap
 import os
 import warnings
 from array import array
@@ -111,7 +112,35 @@ _BYTES = {bytes}
 _INTS = {int}
 _SEQS = (list, tuple)
 _POOL_MAX_BYTES = 1 << 20   # larger scratch buffers are allocated per call
-_JOIN_POOL_MAX_BYTES = 64 << 20   # blocks_unpack_flat: largest join scratch kept
+_JOIN_POOL_MAX_BYTES = 16 << 20   # blocks_unpack_flat: largest join scratch kept
+# Output buffers of at least this size that are handed back as views are
+# anonymous memory maps: their pages are first touched by C (GIL released)
+# and go back to the system when the last view dies, where freed malloc
+# memory of a long-lived multi-threaded process tends to stay resident.
+_MMAP_MIN_BYTES = 256 << 10
+
+
+class _BigBuffer:
+    """A writable native output buffer of ``n`` bytes: ``ptr`` for C,
+    ``view(k)`` the first ``k`` bytes as a memoryview that keeps the memory
+    alive.  An anonymous ``mmap`` from ``_MMAP_MIN_BYTES`` up, else cffi
+    memory."""
+
+    __slots__ = ("ptr", "_owner", "_ffi")
+
+    def __init__(self, ffi: Any, alloc: Any, n: int) -> None:
+        self._ffi = ffi
+        if n >= _MMAP_MIN_BYTES:
+            self._owner = mmap.mmap(-1, n)
+            self.ptr = ffi.from_buffer("char[]", self._owner)
+        else:
+            self._owner = None
+            self.ptr = alloc("char[]", max(n, 1))
+
+    def view(self, k: int) -> memoryview:
+        if self._owner is not None:
+            return memoryview(self._owner)[:k]
+        return memoryview(self._ffi.buffer(self.ptr, k))
 _SCRATCH_MIN = 4096
 
 _c_namespace: Optional[SimpleNamespace] = None
@@ -655,8 +684,9 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
         rc = c_unpack(*args, NULL, NULL, NULL, NULL, NULL, info)
         if rc == 0:
             n, kb, vb = info[0], info[1], info[2]
-            kout = alloc("char[]", kb + 1)      # not cleared: C writes every byte used
-            vout = alloc("char[]", vb + 1)
+            kbig = _BigBuffer(ffi, alloc, kb + 1)      # not cleared: C writes every byte used
+            vbig = _BigBuffer(ffi, alloc, vb + 1)
+            kout, vout = kbig.ptr, vbig.ptr
             klens = array("Q", bytes(8 * n))
             vlens = array("Q", bytes(8 * n))
             starts = array("Q", bytes(8 * (nruns + 1)))
@@ -667,8 +697,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
             raise _twins.unpack_corruption(rc, int(info[3]), int(info[4]))
         # views over the native outputs: no copy (and no page faults for a
         # fresh copy) while the GIL is held
-        return (memoryview(ffi.buffer(kout, kb)), klens,
-                memoryview(ffi.buffer(vout, vb)), vlens), starts
+        return (kbig.view(kb), klens, vbig.view(vb), vlens), starts
 
     def sort_entries(packed: Any) -> Any:
         kbuf, klens, vbuf, vlens = check_packed(packed)
@@ -689,7 +718,8 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
             prev_key, gps, views=True)
         m = n_order - pos
         cap = len(kbuf) + len(vbuf) + 32 * m + 16
-        out = alloc("char[]", cap)
+        obig = _BigBuffer(ffi, alloc, cap)
+        out = obig.ptr
         blocks = array("Q", bytes(24 * m))
         last = alloc("char[]", len(kbuf) + 8 * m + 1)
         hashes = array("Q", bytes(8 * m))
@@ -730,7 +760,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
         del hashes[int(info[2]):]
         taken = int(info[0]) - pos
         # a view over the output: no copy under the GIL
-        data = memoryview(ffi.buffer(out, int(info[10])))
+        data = obig.view(int(info[10]))
         # the first entry of a block shares nothing: its key is whole at the
         # start of the data (three varint32 lengths, then the key)
         first = _twins.first_block_key(data) if taken else b""
@@ -1002,6 +1032,7 @@ _LZ4_MAX = _twins.LZ4_MAX_INPUT
 # as a memoryview (the page faults of a fresh copy, and the copy, would be
 # paid while holding the GIL); smaller ones go through the scratch pool
 _VIEW_MIN_BYTES = 512 << 10
+_OPEN_VIEW_MIN_BYTES = 2 << 20
 _LZ4_POOL_MAX_BYTES = 4 << 20   # scratch buffers up to this size are kept ...
 _LZ4_POOL_LEN = 4               # ... at most this many of them
 _PBLOCK_CODES = frozenset(_twins.PBLOCK_ERRORS) | frozenset(_twins.LZ4_ERRORS)
@@ -1105,7 +1136,8 @@ def _make_lz4_api(api: Any) -> None:
         n = len(ends)
         cap = len(data) + len(data) // 255 + 5 * n + 32    # blocks_seal_bound
         big = cap > _VIEW_MIN_BYTES
-        out = alloc("char[]", cap) if big else take(cap)
+        obig = _BigBuffer(ffi, alloc, cap) if big else None
+        out = obig.ptr if obig is not None else take(cap)
         sizes = array("Q", bytes(8 * n))
         rc = c_seal(from_buffer(data) if type(data) is not bytes else data, len(data),
                     u64(ends), n, 1 if compress else 0, out, cap, u64(sizes))
@@ -1113,8 +1145,8 @@ def _make_lz4_api(api: Any) -> None:
             if rc == ERR_INVALID:
                 _twins.check_blocks_seal_args(data, ends, compress)   # raises
             raise _error(rc, 0)
-        if big:     # a view over the fresh output: no copy under the GIL
-            return memoryview(ffi.buffer(out, rc)), sizes
+        if obig is not None:     # a view over the fresh output: no copy under the GIL
+            return obig.view(rc), sizes
         res = cunpack(out, rc)
         give(out)
         return res, sizes
@@ -1135,16 +1167,18 @@ def _make_lz4_api(api: Any) -> None:
         # Large outputs are fresh memory returned as a view (no copy under
         # the GIL); small ones use the pool and are copied out.
         guess = min(3 * sum(sizes), 4 * len(buf)) + 256
-        big = guess > _VIEW_MIN_BYTES
-        out = alloc("char[]", guess) if big else take(guess)
-        cap = len(out)
+        big = guess > _OPEN_VIEW_MIN_BYTES      # a compaction's chunk, not a scan's readahead
+        obig = _BigBuffer(ffi, alloc, guess) if big else None
+        out = obig.ptr if obig is not None else take(guess)
+        cap = guess if obig is not None else len(out)
         rc = c_open(cbuf, len(buf), u64(offsets), u64(sizes), n, 1 if verify else 0,
                     out, cap, u64(ends), err)
         if rc > cap:
             if not big:
                 give(out)
-            out = alloc("char[]", rc) if big else take(rc)
-            cap = len(out)
+            obig = _BigBuffer(ffi, alloc, rc) if big else None
+            out = obig.ptr if obig is not None else take(rc)
+            cap = rc if obig is not None else len(out)
             rc = c_open(cbuf, len(buf), u64(offsets), u64(sizes), n, 1 if verify else 0,
                         out, cap, u64(ends), err)
         if rc < 0:
@@ -1156,8 +1190,8 @@ def _make_lz4_api(api: Any) -> None:
         if rc > cap:    # the buffers changed under the call (another thread)
             raise RuntimeError("blocks_open: the input changed during the call")
         errs.append(err)
-        if big:
-            return memoryview(ffi.buffer(out, rc)), ends
+        if obig is not None:
+            return obig.view(rc), ends
         res = cunpack(out, rc)
         give(out)
         return res, ends

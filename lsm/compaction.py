@@ -74,6 +74,7 @@ __all__ = [
 
 _NO_LIMIT = (1 << 64) - 1      # table_blocks: no byte limit
 WINDOW_BYTES = 1 << 20         # decompressed block bytes held per input run (packed path)
+MIN_WINDOW_BYTES = 256 << 10   # ... and at least this much per run in each subcompaction
 WINDOW_ENTRIES = 4096          # entries buffered per input run before a merge window
 EXPAND_LIMIT_FILES = 25        # x target_file_size_base: cap on widened inputs
 GRANDPARENT_LIMIT_FILES = 10   # x target_file_size_base: overlap that cuts an output
@@ -921,7 +922,8 @@ class _PackedOutput(_OutputFiles):
 
 def _run_packed(c: "Compaction", sources: list[_BlockSource], out: _PackedOutput,
                 snaps: list[int], stats: "CompactionStats", start: bytes | None = None,
-                stop: bytes | None = None, cancel: list[bool] | None = None) -> None:
+                stop: bytes | None = None, cancel: list[bool] | None = None,
+                window: int = WINDOW_BYTES) -> None:
     """The compaction merge without range tombstones, over packed windows,
     of the user keys in ``[start, stop)`` (None: unbounded): each window
     takes every held entry with user key in ``[lo, bound)``, where
@@ -929,13 +931,13 @@ def _run_packed(c: "Compaction", sources: list[_BlockSource], out: _PackedOutput
     blocks to read (or ``stop``), so no user key is split across windows.
     Per window three native calls (unpack, merge, encode) do the per-entry
     work.  Stops early (raising ``_Cancelled``) once ``cancel[0]`` is set.
-    Memory: O(WINDOW_BYTES x input runs)."""
+    Memory: O(``window`` x input runs)."""
     lo = start
     while True:
         if cancel is not None and cancel[0]:
             raise _Cancelled()
         for s in sources:
-            s.fill(WINDOW_BYTES, lo)
+            s.fill(window, lo)
         bound: bytes | None = None
         for s in sources:
             if not s.exhausted and (bound is None or s.lasts[-1] < bound):
@@ -1045,11 +1047,13 @@ def _run_subcompactions(c: Compaction, runs: Sequence[tuple[int, Sequence[FileMe
         slices.append((sources, _PackedOutput(fs, options, new_file_number, gps),
                        CompactionStats(), lo, hi))
     errors: list[BaseException | None] = [None] * len(slices)
+    # the slices share one compaction's window memory
+    window = max(WINDOW_BYTES // len(slices), MIN_WINDOW_BYTES)
 
     def work(i: int) -> None:
         sources, out, st, lo, hi = slices[i]
         try:
-            _run_packed(c, sources, out, snaps, st, lo, hi, cancel)
+            _run_packed(c, sources, out, snaps, st, lo, hi, cancel, window)
         except BaseException as exc:
             errors[i] = exc
             cancel[0] = True

@@ -981,3 +981,37 @@ def test_selected_implementation():
         assert _native.blocks_unpack is C.blocks_unpack
     else:
         pytest.skip("lsm._lsm_c is not built")
+
+
+def test_large_outputs_are_views_that_outlive_their_call():
+    """Large blocks_unpack_flat, table_blocks, blocks_seal and blocks_open
+    outputs come back from C as memoryviews over fresh native memory (an
+    anonymous map): equal to the twin's bytes, and still valid after other
+    large calls have come and gone."""
+    import gc
+    c = need_c()
+    rng = random.Random(5)
+    entries = [(ik(b"key%07d" % i, 100 + i, 1), rng.randbytes(90)) for i in range(12000)]
+    blocks = chunk_blocks(entries, 4096, 16)
+    bufs = [b"".join(blocks[:150]), b"".join(blocks[150:])]
+    args = (bufs, array("Q", map(len, blocks)), array("Q", [150, len(blocks) - 150]))
+    cp, cs = c.blocks_unpack_flat(*args)
+    tp, ts = T.blocks_unpack_flat(*args)
+    assert type(cp[0]) is memoryview and len(cp[2]) >= _native._MMAP_MIN_BYTES
+    order = c.merge_indices(cp, cs, MAX_SEQ)
+    assert order.tolist() == T.merge_indices(tp, ts, MAX_SEQ).tolist()
+    chunk = c.table_blocks(cp, 0, order, 0, len(order), 4096, 16, 1 << 40, None, None)
+    want = T.table_blocks(tp, 0, order, 0, len(order), 4096, 16, 1 << 40, None, None)
+    assert type(chunk.data) is memoryview and norm(chunk) == norm(want)
+    ends = array("Q", chunk.block_ends)
+    phys, sizes = c.blocks_seal(chunk.data, ends, True)
+    tphys, tsizes = T.blocks_seal(bytes(want.data), ends, True)
+    assert type(phys) is memoryview and phys == tphys and sizes == tsizes
+    offsets = array("Q", itertools.accumulate((s + 5 for s in sizes[:-1]), initial=0))
+    data, oends = c.blocks_open(phys, offsets, sizes, True, "t.sst", 0)
+    assert type(data) is memoryview and len(data) > 1 << 20
+    del cp, chunk, phys, tp
+    gc.collect()
+    for _ in range(3):      # reuse the memory the dropped outputs had
+        c.blocks_unpack_flat(*args)
+    assert data == bytes(want.data) and oends.tolist() == ends.tolist()
