@@ -51,6 +51,8 @@ from __future__ import annotations
 import importlib
 import mmap
 import os
+import sys
+import threading
 import warnings
 from array import array
 from operator import itemgetter
@@ -113,34 +115,79 @@ _INTS = {int}
 _SEQS = (list, tuple)
 _POOL_MAX_BYTES = 1 << 20   # larger scratch buffers are allocated per call
 _JOIN_POOL_MAX_BYTES = 16 << 20   # blocks_unpack_flat: largest join scratch kept
-# Output buffers of at least this size that are handed back as views are
-# anonymous memory maps: their pages are first touched by C (GIL released)
-# and go back to the system when the last view dies, where freed malloc
-# memory of a long-lived multi-threaded process tends to stay resident.
-_MMAP_MIN_BYTES = 256 << 10
+# Large native outputs handed back as views (no copy under the GIL) come
+# from one process-wide pool of anonymous memory maps (_VIEW_POOL): a buffer
+# is reused once no view of it is alive, so its pages are faulted in once,
+# not per call, and the pool's idle maps go back to the system when a DB
+# closes (freed malloc memory of a multi-threaded process tends to stay
+# resident).  At most _VIEW_POOL_MAX_BYTES are pooled; beyond that a buffer
+# is a map of its own, unmapped when its last view dies.
+_VIEW_POOL_MIN_BYTES = 64 << 10
+_VIEW_POOL_MAX_BYTES = 40 << 20
 
 
-class _BigBuffer:
-    """A writable native output buffer of ``n`` bytes: ``ptr`` for C,
-    ``view(k)`` the first ``k`` bytes as a memoryview that keeps the memory
-    alive.  An anonymous ``mmap`` from ``_MMAP_MIN_BYTES`` up, else cffi
-    memory."""
+class _ViewPool:
+    """Reusable anonymous-map output buffers (see above).  ``take(n)``: a
+    ``char[]`` cdata of at least ``n`` bytes no live view refers to;
+    ``view(ptr, k)``: its first ``k`` bytes as a memoryview that keeps it
+    busy until the view dies.  Thread-safe.  O(pooled buffers) per take."""
 
-    __slots__ = ("ptr", "_owner", "_ffi")
-
-    def __init__(self, ffi: Any, alloc: Any, n: int) -> None:
+    def __init__(self, ffi: Any) -> None:
         self._ffi = ffi
-        if n >= _MMAP_MIN_BYTES:
-            self._owner = mmap.mmap(-1, n)
-            self.ptr = ffi.from_buffer("char[]", self._owner)
-        else:
-            self._owner = None
-            self.ptr = alloc("char[]", max(n, 1))
+        self._bufs: list[tuple[Any, Any]] = []      # (cdata, map), pooled
+        self._total = 0
+        self._lock = threading.Lock()
 
-    def view(self, k: int) -> memoryview:
-        if self._owner is not None:
-            return memoryview(self._owner)[:k]
-        return memoryview(self._ffi.buffer(self.ptr, k))
+    def take(self, n: int) -> Any:
+        getrefcount = sys.getrefcount
+        with self._lock:
+            best = None
+            for entry in self._bufs:
+                ptr = entry[0]
+                # 3 references: the pool's tuple, ``ptr`` and the argument
+                if len(ptr) >= n and getrefcount(ptr) == 3 and (
+                        best is None or len(ptr) < len(best)):
+                    best = ptr
+            if best is not None:
+                return best
+            # a quarter of headroom, so the next similar request fits
+            size = -(-max(n + n // 4, _VIEW_POOL_MIN_BYTES) // _VIEW_POOL_MIN_BYTES) \
+                * _VIEW_POOL_MIN_BYTES
+            mm = mmap.mmap(-1, size)
+            ptr = self._ffi.from_buffer("char[]", mm)
+            if self._total + size <= _VIEW_POOL_MAX_BYTES:
+                self._bufs.append((ptr, mm))
+                self._total += size
+            return ptr
+
+    def view(self, ptr: Any, k: int) -> memoryview:
+        return memoryview(self._ffi.buffer(ptr, k))
+
+    def trim(self) -> None:
+        """Drop the idle buffers (their maps are unmapped)."""
+        with self._lock:
+            keep = [e for e in self._bufs if sys.getrefcount(e[0]) > 3]
+            self._total = sum(len(e[0]) for e in keep)
+            self._bufs = keep
+
+    def _check(self) -> None:
+        assert self._total == sum(len(e[0]) for e in self._bufs) <= _VIEW_POOL_MAX_BYTES
+
+
+_VIEW_POOL: Optional[_ViewPool] = None
+
+
+def _view_pool(ffi: Any) -> _ViewPool:
+    global _VIEW_POOL
+    if _VIEW_POOL is None:
+        _VIEW_POOL = _ViewPool(ffi)
+    return _VIEW_POOL
+
+
+def trim_buffers() -> None:
+    """Return the idle pooled output buffers to the system (DB.close)."""
+    if _VIEW_POOL is not None:
+        _VIEW_POOL.trim()
 _SCRATCH_MIN = 4096
 
 _c_namespace: Optional[SimpleNamespace] = None
@@ -622,6 +669,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
     alloc = ffi.new_allocator(should_clear_after_alloc=False)
     from_buffer = ffi.from_buffer
     memmove = ffi.memmove
+    vpool = _view_pool(ffi)
     NULL = ffi.NULL
     c_unpack = lib.lsm_blocks_unpack
     c_sort = lib.lsm_sort_entries
@@ -684,9 +732,8 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
         rc = c_unpack(*args, NULL, NULL, NULL, NULL, NULL, info)
         if rc == 0:
             n, kb, vb = info[0], info[1], info[2]
-            kbig = _BigBuffer(ffi, alloc, kb + 1)      # not cleared: C writes every byte used
-            vbig = _BigBuffer(ffi, alloc, vb + 1)
-            kout, vout = kbig.ptr, vbig.ptr
+            kout = vpool.take(kb + 1)      # not cleared: C writes every byte used
+            vout = vpool.take(vb + 1)
             klens = array("Q", bytes(8 * n))
             vlens = array("Q", bytes(8 * n))
             starts = array("Q", bytes(8 * (nruns + 1)))
@@ -697,7 +744,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
             raise _twins.unpack_corruption(rc, int(info[3]), int(info[4]))
         # views over the native outputs: no copy (and no page faults for a
         # fresh copy) while the GIL is held
-        return (kbig.view(kb), klens, vbig.view(vb), vlens), starts
+        return (vpool.view(kout, kb), klens, vpool.view(vout, vb), vlens), starts
 
     def sort_entries(packed: Any) -> Any:
         kbuf, klens, vbuf, vlens = check_packed(packed)
@@ -718,8 +765,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
             prev_key, gps, views=True)
         m = n_order - pos
         cap = len(kbuf) + len(vbuf) + 32 * m + 16
-        obig = _BigBuffer(ffi, alloc, cap)
-        out = obig.ptr
+        out = vpool.take(cap)
         blocks = array("Q", bytes(24 * m))
         last = alloc("char[]", len(kbuf) + 8 * m + 1)
         hashes = array("Q", bytes(8 * m))
@@ -760,7 +806,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
         del hashes[int(info[2]):]
         taken = int(info[0]) - pos
         # a view over the output: no copy under the GIL
-        data = obig.view(int(info[10]))
+        data = vpool.view(out, int(info[10]))
         # the first entry of a block shares nothing: its key is whole at the
         # start of the data (three varint32 lengths, then the key)
         first = _twins.first_block_key(data) if taken else b""
@@ -1062,6 +1108,7 @@ def _make_lz4_api(api: Any) -> None:
     c_open = lib.lsm_blocks_open
     alloc = ffi.new_allocator(should_clear_after_alloc=False)
     from_buffer = ffi.from_buffer
+    vpool = _view_pool(ffi)
     cunpack = ffi.unpack
     NULL = ffi.NULL
     pool: list = []
@@ -1136,8 +1183,7 @@ def _make_lz4_api(api: Any) -> None:
         n = len(ends)
         cap = len(data) + len(data) // 255 + 5 * n + 32    # blocks_seal_bound
         big = cap > _VIEW_MIN_BYTES
-        obig = _BigBuffer(ffi, alloc, cap) if big else None
-        out = obig.ptr if obig is not None else take(cap)
+        out = vpool.take(cap) if big else take(cap)
         sizes = array("Q", bytes(8 * n))
         rc = c_seal(from_buffer(data) if type(data) is not bytes else data, len(data),
                     u64(ends), n, 1 if compress else 0, out, cap, u64(sizes))
@@ -1145,8 +1191,8 @@ def _make_lz4_api(api: Any) -> None:
             if rc == ERR_INVALID:
                 _twins.check_blocks_seal_args(data, ends, compress)   # raises
             raise _error(rc, 0)
-        if obig is not None:     # a view over the fresh output: no copy under the GIL
-            return obig.view(rc), sizes
+        if big:     # a view over the output: no copy under the GIL
+            return vpool.view(out, rc), sizes
         res = cunpack(out, rc)
         give(out)
         return res, sizes
@@ -1168,17 +1214,15 @@ def _make_lz4_api(api: Any) -> None:
         # the GIL); small ones use the pool and are copied out.
         guess = min(3 * sum(sizes), 4 * len(buf)) + 256
         big = guess > _OPEN_VIEW_MIN_BYTES      # a compaction's chunk, not a scan's readahead
-        obig = _BigBuffer(ffi, alloc, guess) if big else None
-        out = obig.ptr if obig is not None else take(guess)
-        cap = guess if obig is not None else len(out)
+        out = vpool.take(guess) if big else take(guess)
+        cap = len(out)
         rc = c_open(cbuf, len(buf), u64(offsets), u64(sizes), n, 1 if verify else 0,
                     out, cap, u64(ends), err)
         if rc > cap:
             if not big:
                 give(out)
-            obig = _BigBuffer(ffi, alloc, rc) if big else None
-            out = obig.ptr if obig is not None else take(rc)
-            cap = rc if obig is not None else len(out)
+            out = vpool.take(rc) if big else take(rc)
+            cap = len(out)
             rc = c_open(cbuf, len(buf), u64(offsets), u64(sizes), n, 1 if verify else 0,
                         out, cap, u64(ends), err)
         if rc < 0:
@@ -1190,8 +1234,8 @@ def _make_lz4_api(api: Any) -> None:
         if rc > cap:    # the buffers changed under the call (another thread)
             raise RuntimeError("blocks_open: the input changed during the call")
         errs.append(err)
-        if obig is not None:
-            return obig.view(rc), ends
+        if big:
+            return vpool.view(out, rc), ends
         res = cunpack(out, rc)
         give(out)
         return res, ends

@@ -1559,6 +1559,7 @@ class DB(_DictProtocol):
                 self._fs.close()
             except BaseException as exc:
                 err = err or exc
+        _native.trim_buffers()     # idle pooled output buffers back to the system
         if err is not None:
             raise err
 

@@ -221,7 +221,10 @@ def test_pushdown_reads_few_blocks(tmp_path):
             assert list(db.keys(start=b"k001000", stop=b"k001010")) == \
                 [b"k%06d" % i for i in range(1000, 1010)]
             used = sum(r.blocks_read for r in readers) - before
-        assert 0 < used <= 4 < total_blocks
+        # 10 keys fill 2-3 blocks of 256 bytes; a file boundary inside the
+        # range (where a compaction or subcompaction slice cut) adds the
+        # blocks at both files' edges -- still a handful of the hundreds
+        assert 0 < used <= 6 and total_blocks > 100
 
 
 def test_argument_validation(layered):

@@ -997,7 +997,7 @@ def test_large_outputs_are_views_that_outlive_their_call():
     args = (bufs, array("Q", map(len, blocks)), array("Q", [150, len(blocks) - 150]))
     cp, cs = c.blocks_unpack_flat(*args)
     tp, ts = T.blocks_unpack_flat(*args)
-    assert type(cp[0]) is memoryview and len(cp[2]) >= _native._MMAP_MIN_BYTES
+    assert type(cp[0]) is memoryview and len(cp[2]) >= _native._VIEW_POOL_MIN_BYTES
     order = c.merge_indices(cp, cs, MAX_SEQ)
     assert order.tolist() == T.merge_indices(tp, ts, MAX_SEQ).tolist()
     chunk = c.table_blocks(cp, 0, order, 0, len(order), 4096, 16, 1 << 40, None, None)
