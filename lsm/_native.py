@@ -166,7 +166,11 @@ class _ViewPool:
     def trim(self) -> None:
         """Drop the idle buffers (their maps are unmapped)."""
         with self._lock:
-            keep = [e for e in self._bufs if sys.getrefcount(e[0]) > 3]
+            keep = []
+            for entry in self._bufs:
+                ptr = entry[0]
+                if sys.getrefcount(ptr) > 3:     # as in take: a view holds it
+                    keep.append(entry)
             self._total = sum(len(e[0]) for e in keep)
             self._bufs = keep
 

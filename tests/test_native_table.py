@@ -1015,3 +1015,52 @@ def test_large_outputs_are_views_that_outlive_their_call():
     for _ in range(3):      # reuse the memory the dropped outputs had
         c.blocks_unpack_flat(*args)
     assert data == bytes(want.data) and oends.tolist() == ends.tolist()
+
+
+def test_view_pool_reuses_a_buffer_only_once_no_view_is_alive():
+    import gc
+    import threading
+    c = need_c()
+    pool = _native._ViewPool(c.ffi)
+    a = pool.take(100_000)
+    va = pool.view(a, 10)
+    del a
+    b = pool.take(100_000)
+    assert b is not pool._bufs[0][0]            # the first is still viewed: a new one
+    del b
+    gc.collect()
+    again = pool.take(50_000)                   # the second is idle: reused, not a third
+    assert len(pool._bufs) == 2 and any(again is e[0] for e in pool._bufs)
+    del again
+    va[:3] = b"abc"
+    pool.trim()                                 # drops the idle one, keeps the viewed one
+    assert len(pool._bufs) == 1 and bytes(va[:3]) == b"abc"
+    pool._check()
+    del va
+    pool.trim()
+    assert pool._bufs == [] and pool._total == 0
+    # concurrent takers never share a buffer
+    seen: list = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(200):
+            p = pool.take(70_000)
+            v = pool.view(p, 8)
+            with lock:
+                assert all(x is not p for x in seen)
+                seen.append(p)
+            v[:8] = b"x" * 8
+            with lock:
+                seen.remove(p)
+            del p, v
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pool._check()
+    # the pool never holds more than its budget
+    big = [pool.take(_native._VIEW_POOL_MAX_BYTES // 3) for _ in range(5)]
+    assert pool._total <= _native._VIEW_POOL_MAX_BYTES and len(big) == 5
