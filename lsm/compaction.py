@@ -73,8 +73,9 @@ __all__ = [
 ]
 
 _NO_LIMIT = (1 << 64) - 1      # table_blocks: no byte limit
-WINDOW_BYTES = 1 << 20         # decompressed block bytes held per input run (packed path)
-MIN_WINDOW_BYTES = 256 << 10   # ... and at least this much per run in each subcompaction
+WINDOW_BYTES = 1 << 20         # decompressed block bytes held per input run (packed path) ...
+MIN_WINDOW_BYTES = 256 << 10   # ... at least, when a compaction's runs and slices share
+TOTAL_WINDOW_BYTES = 6 << 20   # this much (memory stays bounded with many L0 runs)
 WINDOW_ENTRIES = 4096          # entries buffered per input run before a merge window
 EXPAND_LIMIT_FILES = 25        # x target_file_size_base: cap on widened inputs
 GRANDPARENT_LIMIT_FILES = 10   # x target_file_size_base: overlap that cuts an output
@@ -795,8 +796,9 @@ class _BlockSource:
     Only the blocks that may hold user keys in ``[start, stop)`` are read."""
 
     def __init__(self, table_cache: Any, files: Sequence[FileMetaData],
-                 start: bytes | None = None, stop: bytes | None = None) -> None:
-        self.it = self._chunks(table_cache, files, start, stop)
+                 start: bytes | None = None, stop: bytes | None = None,
+                 chunk_bytes: int = WINDOW_BYTES) -> None:
+        self.it = self._chunks(table_cache, files, start, stop, chunk_bytes)
         self.buf = bytearray()
         self.lens = array("Q")
         self.lasts: list[bytes] = []
@@ -806,10 +808,11 @@ class _BlockSource:
 
     @staticmethod
     def _chunks(table_cache: Any, files: Sequence[FileMetaData], start: bytes | None,
-                stop: bytes | None) -> Iterator[tuple[str, Any, Any, list[bytes], list[int]]]:
+                stop: bytes | None, chunk_bytes: int
+                ) -> Iterator[tuple[str, Any, Any, list[bytes], list[int]]]:
         for f in files:
             reader = table_cache.get(f.number)
-            for data, ends, uks, offs in reader.raw_block_chunks(start=start, stop=stop):
+            for data, ends, uks, offs in reader.raw_block_chunks(chunk_bytes, start, stop):
                 yield reader.name, data, ends, uks, offs
 
     @property
@@ -1040,15 +1043,18 @@ def _run_subcompactions(c: Compaction, runs: Sequence[tuple[int, Sequence[FileMe
     bounds: list[bytes | None] = [None, *splits, None]
     cancel = [False]
     slices = []
+    # the slices and runs share one compaction's window memory (file reads
+    # are no larger than a window: stored bytes, about half what they hold)
+    window = min(WINDOW_BYTES, max(TOTAL_WINDOW_BYTES // ((len(splits) + 1) * max(len(runs), 1)),
+                                   MIN_WINDOW_BYTES))
     for lo, hi in zip(bounds, bounds[1:]):
-        sources = [_BlockSource(table_cache, [f for f in files if _overlaps(f, lo, hi)], lo, hi)
+        sources = [_BlockSource(table_cache, [f for f in files if _overlaps(f, lo, hi)], lo, hi,
+                                window // 2)
                    for _, files in runs]
         gps = [f for f in c.grandparents if _overlaps(f, lo, hi)]
         slices.append((sources, _PackedOutput(fs, options, new_file_number, gps),
                        CompactionStats(), lo, hi))
     errors: list[BaseException | None] = [None] * len(slices)
-    # the slices share one compaction's window memory
-    window = max(WINDOW_BYTES // len(slices), MIN_WINDOW_BYTES)
 
     def work(i: int) -> None:
         sources, out, st, lo, hi = slices[i]

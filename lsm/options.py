@@ -71,8 +71,8 @@ class Options:
     block_cache_size: int = 8 << 20       # 0 = no block cache
     cache_index_and_filter_blocks: bool = False
     level0_file_num_compaction_trigger: int = 4
-    level0_slowdown_writes_trigger: int = 8
-    level0_stop_writes_trigger: int = 12
+    level0_slowdown_writes_trigger: int = 20   # RocksDB's defaults (LevelDB: 8 and 12)
+    level0_stop_writes_trigger: int = 36
     max_bytes_for_level_base: int = 10 << 20
     level_size_multiplier: int = 10
     target_file_size_base: int = 2 << 20

@@ -15,7 +15,7 @@ def test_defaults_are_rocksdb_like() -> None:
     o = Options()
     assert o.write_buffer_size == 4 << 20
     assert o.level0_file_num_compaction_trigger == 4
-    assert (o.level0_slowdown_writes_trigger, o.level0_stop_writes_trigger) == (8, 12)
+    assert (o.level0_slowdown_writes_trigger, o.level0_stop_writes_trigger) == (20, 36)
     assert o.compaction_style == "leveled" and o.compression == "lz4"
     assert o.max_bytes_for_level(1) == 10 << 20
     assert o.max_bytes_for_level(3) == 1000 << 20
@@ -44,8 +44,8 @@ def test_wrong_type_named(name: str, value: object) -> None:
 @pytest.mark.parametrize("kw", [
     {"block_size": 0}, {"write_buffer_size": -1}, {"num_levels": 1},
     {"compression": "snappy"}, {"compaction_style": "fifo"},
-    {"level0_file_num_compaction_trigger": 9},            # > slowdown 8
-    {"level0_slowdown_writes_trigger": 20},               # > stop 12
+    {"level0_file_num_compaction_trigger": 21},           # > slowdown 20
+    {"level0_slowdown_writes_trigger": 40},               # > stop 36
     {"min_merge_width": 8, "max_merge_width": 4},
     {"compaction_style": "tiered", "num_levels": 2},
     {"max_write_buffer_number": 1},
