@@ -1137,7 +1137,9 @@ def blocks_unpack(runs: Sequence[Sequence[bytes]], lo: Optional[bytes] = None,
     in order, ``bytes`` or byte ``memoryview``s) and keep the entries whose user key ``u`` has ``lo <= u`` (lo
     not None) and ``u < hi`` (hi not None).  Returns the packed entries of
     all runs back to back and ``run_starts`` (``array('Q')``, the first
-    entry of each run, then the total): input for ``merge_indices``.
+    entry of each run, then the total): input for ``merge_indices``.  (The
+    C implementation's packed keys and values are memoryviews over its
+    output buffers, not bytes: equal contents, no copy.)
 
     A block is checked as ``block_decode`` checks it, then for a key shorter
     than 8 bytes (the first one, at its entry's offset); errors are

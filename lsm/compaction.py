@@ -1022,7 +1022,8 @@ def _split_keys(table_cache: Any, runs: Sequence[tuple[int, Sequence[FileMetaDat
         if acc * parts >= want * data:
             if (not keys or key > keys[-1]) and key < samples[-1][0]:
                 keys.append(key)
-            want += 1
+            while want < parts and acc * parts >= want * data:   # a big sample may pass several
+                want += 1
             if want >= parts:
                 break
     return keys
