@@ -17,6 +17,7 @@ def test_defaults_are_rocksdb_like() -> None:
     assert o.level0_file_num_compaction_trigger == 4
     assert (o.level0_slowdown_writes_trigger, o.level0_stop_writes_trigger) == (20, 36)
     assert o.compaction_style == "leveled" and o.compression == "lz4"
+    assert o.max_subcompactions == 2 and Options(max_subcompactions=1).max_subcompactions == 1
     assert o.max_bytes_for_level(1) == 10 << 20
     assert o.max_bytes_for_level(3) == 1000 << 20
     o._check()
@@ -49,6 +50,7 @@ def test_wrong_type_named(name: str, value: object) -> None:
     {"min_merge_width": 8, "max_merge_width": 4},
     {"compaction_style": "tiered", "num_levels": 2},
     {"max_write_buffer_number": 1},
+    {"max_subcompactions": 0}, {"max_subcompactions": 65},
 ])
 def test_bad_values(kw: dict) -> None:
     with pytest.raises(InvalidArgumentError):
