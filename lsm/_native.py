@@ -704,9 +704,7 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
                            lo: Optional[bytes] = None, hi: Optional[bytes] = None) -> tuple:
         bufs = _twins.check_unpack_flat_args(bufs, block_lens, run_blocks, lo, hi)
         if len(bufs) == 1:
-            b = bufs[0]
-            return _unpack(b if type(b) is bytes else from_buffer(b), len(b), block_lens,
-                           run_blocks, lo, hi)
+            return _unpack(cbuf(bufs[0]), len(bufs[0]), block_lens, run_blocks, lo, hi)
         total = sum(map(len, bufs))
         scratch = joins.pop() if joins else None
         if scratch is None or len(scratch) < total:
@@ -723,14 +721,14 @@ def _add_write_api(ns: SimpleNamespace) -> SimpleNamespace:
             if len(scratch) <= _JOIN_POOL_MAX_BYTES and len(joins) < 2:
                 joins.append(scratch)
 
-    def _unpack(cbuf: Any, nbytes: int, blens: Any, nblocks: Any, lo: Optional[bytes],
+    def _unpack(src: Any, nbytes: int, blens: Any, nblocks: Any, lo: Optional[bytes],
                 hi: Optional[bytes]) -> tuple:
-        """The two-pass C unpack of ``nbytes`` of blocks at ``cbuf`` (bytes
+        """The two-pass C unpack of ``nbytes`` of blocks at ``src`` (bytes
         or a cdata pointer).  Requires: arguments validated."""
         bounds = (0 if lo is None else 1) | (0 if hi is None else 2)
         info = alloc("uint64_t[5]")
         nruns = len(nblocks)
-        args = (cbuf, nbytes, u64(blens), len(blens), nruns, u64(nblocks),
+        args = (src, nbytes, u64(blens), len(blens), nruns, u64(nblocks),
                 lo if lo is not None else NULL, len(lo) if lo is not None else 0,
                 hi if hi is not None else NULL, len(hi) if hi is not None else 0, bounds)
         rc = c_unpack(*args, NULL, NULL, NULL, NULL, NULL, info)
@@ -1078,9 +1076,11 @@ blocks_seal_bound = _twins.blocks_seal_bound
 __all__ += list(LZ4_FUNCTIONS)
 
 _LZ4_MAX = _twins.LZ4_MAX_INPUT
-# blocks_seal / blocks_open outputs above this size are fresh memory returned
-# as a memoryview (the page faults of a fresh copy, and the copy, would be
-# paid while holding the GIL); smaller ones go through the scratch pool
+# blocks_seal / blocks_open outputs above these sizes are returned as views
+# into _VIEW_POOL buffers (a copy into fresh bytes, and its page faults, would
+# be paid while holding the GIL); smaller ones -- blocks_open's below a
+# compaction's chunk, i.e. a scan's readahead -- go through the scratch pool
+# and are copied out
 _VIEW_MIN_BYTES = 512 << 10
 _OPEN_VIEW_MIN_BYTES = 2 << 20
 _LZ4_POOL_MAX_BYTES = 4 << 20   # scratch buffers up to this size are kept ...
@@ -1214,8 +1214,8 @@ def _make_lz4_api(api: Any) -> None:
         ends = array("Q", bytes(8 * n))
         err = errs.pop() if errs else alloc("size_t[2]")
         # first guess: 3x the stored bytes (damaged sizes: at most 4x buf).
-        # Large outputs are fresh memory returned as a view (no copy under
-        # the GIL); small ones use the pool and are copied out.
+        # Large outputs are views into the view pool (no copy under the
+        # GIL); small ones use the scratch pool and are copied out.
         guess = min(3 * sum(sizes), 4 * len(buf)) + 256
         big = guess > _OPEN_VIEW_MIN_BYTES      # a compaction's chunk, not a scan's readahead
         out = vpool.take(guess) if big else take(guess)

@@ -633,7 +633,7 @@ def test_blocks_unpack_flat_checks_its_arguments_and_numbers_bad_blocks():
 
 
 def test_blocks_unpack_takes_block_views():
-    """Blocks may be memoryviews into one read (TableReader.raw_blocks): same
+    """Blocks may be memoryviews into one read (TableReader.raw_block_chunks): same
     result as bytes, in both implementations; the chunk's first key is
     read from its first block (first_block_key)."""
     need_c()

@@ -598,34 +598,47 @@ def test_blocks_with_user_keys(fs):
         r.close()
 
 
-def test_raw_blocks_range_reads_only_the_blocks_it_needs(fs):
-    """raw_blocks(start=, stop=) yields exactly the blocks that may hold a user
-    key in [start, stop): from the first whose last user key is >= start to
-    the first whose last user key is >= stop (a subcompaction's slice)."""
+def _raw_blocks(r, chunk_bytes=1 << 20, start=None, stop=None):
+    """Per-block ``(contents, last user key, offset)`` from raw_block_chunks."""
+    out = []
+    for data, ends, uks, offs in r.raw_block_chunks(chunk_bytes, start, stop):
+        begin = 0
+        for end, uk, off in zip(ends, uks, offs):
+            out.append((bytes(data[begin:end]), uk, off))
+            begin = end
+    return out
+
+
+def test_raw_block_chunks_read_only_the_blocks_a_range_needs(fs):
+    """raw_block_chunks(start=, stop=) yields exactly the blocks that may hold
+    a user key in [start, stop): from the first whose last user key is >=
+    start to the first whose last user key is >= stop (a subcompaction's
+    slice), in file reads of about chunk_bytes, whatever the chunk size."""
     entries = make_entries(random.Random(9), 300, tomb_p=0.0)
     build(fs, "r.sst", entries, block_size=128)
     r = open_table(fs, "r.sst")
-    every = list(r.raw_blocks())
+    every = _raw_blocks(r)
     assert len(every) > 10
+    assert [b for b, _, _ in _raw_blocks(r, 300)] == [b for b, _, _ in every]
+    assert len(list(r.raw_block_chunks(300))) > len(list(r.raw_block_chunks())) == 1
     uks = sorted({k[:-8] for k, _ in entries})
     for start, stop in ((None, None), (uks[40], None), (None, uks[200]), (uks[40], uks[41]),
                         (uks[100], uks[260]), (uks[-1] + b"\x00", None)):
-        got = list(r.raw_blocks(start=start, stop=stop))
+        got = _raw_blocks(r, 1 << 20, start, stop)
         lasts = [u for _, u, _ in every]
         lo = 0 if start is None else next((i for i, u in enumerate(lasts) if u >= start),
                                           len(lasts))
         hi = len(lasts) if stop is None else next(
             (i + 1 for i, u in enumerate(lasts) if u >= stop), len(lasts))
-        assert [(bytes(b), u, o) for b, u, o in got] == \
-            [(bytes(b), u, o) for b, u, o in every[lo:hi]]
+        assert got == every[lo:hi]
         # every entry in range lies in the blocks read
         inside = {k for k, _ in entries if (start is None or k[:-8] >= start)
                   and (stop is None or k[:-8] < stop)}
-        read = {k for b, _, _ in got for k in N.block_decode(bytes(b))[0]}
+        read = {k for b, _, _ in got for k in N.block_decode(b)[0]}
         assert inside <= read
     assert r.block_sizes()[0] == [u for _, u, _ in every]
     with pytest.raises(ArgumentTypeError):
-        list(r.raw_blocks(start="a"))
+        list(r.raw_block_chunks(start="a"))
     r.close()
 
 

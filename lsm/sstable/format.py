@@ -64,8 +64,9 @@ _checksum = N.checksum
 # by the C functions: a C call releases and retakes the GIL, and retaking it
 # behind a busy writer thread can take a whole switch interval (5 ms), which
 # once made handle coding a tenth of a compaction's time.  The fast paths
-# below cover values below 2**28 / 63-bit values; everything else (and every
-# malformed input) goes to the twins, which validate and raise.
+# below encode values below 2**28 and decode varints of up to 9 bytes;
+# everything else (and every malformed input) goes to the twins, which
+# validate and raise.
 _decode_varint64 = _twins.decode_varint64
 _encode_varint = _twins.encode_varint
 _ONE_BYTE = [bytes((i,)) for i in range(128)]

@@ -829,21 +829,6 @@ class TableReader:
         ix = self._index()
         return ix.uks, ix.sizes
 
-    def raw_blocks(self, chunk_bytes: int = 1 << 20, start: bytes | None = None,
-                   stop: bytes | None = None) -> Iterator[tuple[bytes, bytes, int]]:
-        """Every data block in order as ``(contents, last user key, offset)``:
-        verified and decompressed, not decoded, and not put in the block
-        cache (a compaction reads each block once).  ``contents`` is a
-        read-only ``memoryview`` into the chunk read (no copy per block).
-        ``chunk_bytes``, ``start`` and ``stop`` as ``raw_block_chunks``.
-        O(data size read); corrupt blocks raise CorruptionError(file, offset)."""
-        for data, ends, uks, offs in self.raw_block_chunks(chunk_bytes, start, stop):
-            view = memoryview(data)         # blocks as views: no copy per block
-            begin = 0
-            for end, uk, off in zip(ends, uks, offs):
-                yield view[begin:end], uk, off
-                begin = end
-
     def raw_block_chunks(self, chunk_bytes: int = 1 << 20, start: bytes | None = None,
                          stop: bytes | None = None
                          ) -> Iterator[tuple[bytes, array, list[bytes], list[int]]]:
