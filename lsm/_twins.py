@@ -1913,6 +1913,20 @@ def _lz4_compress(src: bytes) -> bytes:
     return bytes(out)
 
 
+def _lz4_read_ext(src: Any, ip: int, n: int, length: int) -> tuple[int, int]:
+    """A literal or match length whose token nibble is 15: add the 255-run
+    bytes at ``ip``.  ``(length, next ip)``, or ``(-1, -1)`` when the input
+    ends inside the run.  O(run)."""
+    while True:
+        if ip >= n:
+            return -1, -1
+        b = src[ip]
+        ip += 1
+        length += b
+        if b != 255:
+            return length, ip
+
+
 def _lz4_decompress(src: Any, size: int) -> tuple[int, Any]:
     """Decode an LZ4 block that must produce ``size`` bytes (checks above).
     ``src``: bytes or a memoryview.  Returns ``(0, output bytearray)`` or
@@ -1931,14 +1945,9 @@ def _lz4_decompress(src: Any, size: int) -> tuple[int, Any]:
         ip += 1
         lit = token >> 4
         if lit == 15:
-            while True:
-                if ip >= n:
-                    return ERR_LZ4_TRUNCATED, t
-                b = src[ip]
-                ip += 1
-                lit += b
-                if b != 255:
-                    break
+            lit, ip = _lz4_read_ext(src, ip, n, lit)
+            if ip < 0:
+                return ERR_LZ4_TRUNCATED, t
         if lit > n - ip:
             return ERR_LZ4_LITERALS_OVERRUN, t
         if lit > size - op:
@@ -1959,14 +1968,9 @@ def _lz4_decompress(src: Any, size: int) -> tuple[int, Any]:
         ip += 2
         ml = token & 15
         if ml == 15:
-            while True:
-                if ip >= n:
-                    return ERR_LZ4_TRUNCATED, t
-                b = src[ip]
-                ip += 1
-                ml += b
-                if b != 255:
-                    break
+            ml, ip = _lz4_read_ext(src, ip, n, ml)
+            if ip < 0:
+                return ERR_LZ4_TRUNCATED, t
         ml += LZ4_MIN_MATCH
         if op + ml + LZ4_LAST_LITERALS > size:
             return ERR_LZ4_MATCH_END, t

@@ -163,6 +163,20 @@ int64_t lsm_lz4_compress(const char *src, size_t n, char *dst, size_t cap)
     return (int64_t)compress_core((const uint8_t *)src, n, (uint8_t *)dst, table);
 }
 
+/* A literal or match length whose token nibble is 15: add the 255-run
+ * bytes at *ip to *len.  0, or -1 when the input ends inside the run. */
+static inline int read_ext(const uint8_t *src, size_t n, size_t *ip, size_t *len)
+{
+    unsigned b;
+    do {
+        if (*ip >= n)
+            return -1;
+        b = src[(*ip)++];
+        *len += b;
+    } while (b == 255);
+    return 0;
+}
+
 /* The decoder (checks and offsets: lsm/_twins.py).  0 or a code, *err. */
 static int decompress_core(const uint8_t *src, size_t n, uint8_t *dst, size_t size, size_t *err)
 {
@@ -180,16 +194,9 @@ static int decompress_core(const uint8_t *src, size_t n, uint8_t *dst, size_t si
         }
         token = src[ip++];
         lit = token >> 4;
-        if (lit == 15) {
-            unsigned b;
-            do {
-                if (ip >= n) {
-                    *err = t;
-                    return LSM_ERR_LZ4_TRUNCATED;
-                }
-                b = src[ip++];
-                lit += b;
-            } while (b == 255);
+        if (lit == 15 && read_ext(src, n, &ip, &lit) < 0) {
+            *err = t;
+            return LSM_ERR_LZ4_TRUNCATED;
         }
         if (lit > n - ip) {
             *err = t;
@@ -226,16 +233,9 @@ static int decompress_core(const uint8_t *src, size_t n, uint8_t *dst, size_t si
         }
         ip += 2;
         ml = token & 15;
-        if (ml == 15) {
-            unsigned b;
-            do {
-                if (ip >= n) {
-                    *err = t;
-                    return LSM_ERR_LZ4_TRUNCATED;
-                }
-                b = src[ip++];
-                ml += b;
-            } while (b == 255);
+        if (ml == 15 && read_ext(src, n, &ip, &ml) < 0) {
+            *err = t;
+            return LSM_ERR_LZ4_TRUNCATED;
         }
         ml += MIN_MATCH;
         /* size - op >= MFLIMIT here, so the subtraction cannot wrap */
