@@ -392,18 +392,25 @@ def test_every_byte_flip_is_detected(fs, compression):
         pytest.fail(f"flip at {off} not detected: same={seen == ok}")
 
 
-def test_corruption_offsets_point_at_the_block(fs):
-    entries = [(pack_internal_key(b"%05d" % i, 1, KIND_VALUE), b"value%d" % i) for i in range(500)]
-    build(fs, "o.sst", entries, block_size=512, compression=None)
-    good = get_bytes(fs, "o.sst")
-    r = open_table(fs, "o.sst")
+def _damaged_table(fs, name, n, b):
+    """``n`` entries in uncompressed 512-byte blocks written as ``name``, and
+    a copy ``name2`` with a byte flipped in the middle of data block ``b``.
+    Returns ``(entries, block offsets, the damaged copy open)``."""
+    entries = [(pack_internal_key(b"%05d" % i, 1, KIND_VALUE), b"value%d" % i) for i in range(n)]
+    build(fs, name + ".sst", entries, block_size=512, compression=None)
+    good = get_bytes(fs, name + ".sst")
+    r = open_table(fs, name + ".sst")
     offs, sizes = r._index().offs, r._index().sizes
     r.close()
-    b = 5
     bad = bytearray(good)
     bad[offs[b] + sizes[b] // 2] ^= 0xFF
-    put_bytes(fs, "o2.sst", bytes(bad))
-    r = open_table(fs, "o2.sst")
+    put_bytes(fs, name + "2.sst", bytes(bad))
+    return entries, offs, open_table(fs, name + "2.sst")
+
+
+def test_corruption_offsets_point_at_the_block(fs):
+    b = 5
+    entries, offs, r = _damaged_table(fs, "o", 500, b)
     first_key = None
     for k, _ in entries:
         if r.approximate_offset(k) == offs[b]:
@@ -419,17 +426,8 @@ def test_corruption_offsets_point_at_the_block(fs):
 def test_readahead_past_damage_raises_only_on_reaching_it(fs):
     """A walk whose readahead covers a damaged block yields every block
     before it, then raises CorruptionError naming that block."""
-    entries = [(pack_internal_key(b"%05d" % i, 1, KIND_VALUE), b"value%d" % i) for i in range(800)]
-    build(fs, "d.sst", entries, block_size=512, compression=None)
-    good = get_bytes(fs, "d.sst")
-    r = open_table(fs, "d.sst")
-    offs, sizes = r._index().offs, r._index().sizes
-    r.close()
     b = 6                                   # inside the first readahead (16 KiB)
-    bad = bytearray(good)
-    bad[offs[b] + sizes[b] // 2] ^= 0xFF
-    put_bytes(fs, "d2.sst", bytes(bad))
-    r = open_table(fs, "d2.sst")
+    entries, offs, r = _damaged_table(fs, "d", 800, b)
     it = r.blocks()
     got = [next(it) for _ in range(b)]
     assert [kv for keys, values in got for kv in zip(keys, values)] == \
@@ -708,17 +706,8 @@ def test_block_runs_read_decode_and_respect_bound(fs, reverse):
 
 
 def test_block_runs_fall_back_at_damage(fs):
-    entries = [(pack_internal_key(b"%05d" % i, 1, KIND_VALUE), b"value%d" % i) for i in range(800)]
-    build(fs, "e.sst", entries, block_size=512, compression=None)
-    good = get_bytes(fs, "e.sst")
-    r = open_table(fs, "e.sst")
-    offs, sizes = r._index().offs, r._index().sizes
-    r.close()
     b = 4                                   # inside the first run
-    bad = bytearray(good)
-    bad[offs[b] + sizes[b] // 2] ^= 0xFF
-    put_bytes(fs, "e2.sst", bytes(bad))
-    r = open_table(fs, "e2.sst")
+    entries, offs, r = _damaged_table(fs, "e", 800, b)
     got = []
     with pytest.raises(CorruptionError) as ei:
         for keys, values in r.block_runs():
