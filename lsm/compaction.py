@@ -815,10 +815,6 @@ class _BlockSource:
             for data, ends, uks, offs in reader.raw_block_chunks(chunk_bytes, start, stop):
                 yield reader.name, data, ends, uks, offs
 
-    @property
-    def held(self) -> int:
-        return len(self.buf)
-
     def _next(self) -> bool:
         item = next(self.it, None)
         if item is None:
