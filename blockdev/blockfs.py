@@ -59,6 +59,20 @@ Durability protocol:
   *last* group against the device and drops the group on a mismatch (its
   sync never returned).  Every earlier group is proven durable: the group
   after it was written only once its flush had completed.
+* ``WritableFile.flush`` (the bytes must survive the death of the process,
+  not of the machine).  With a write-back buffer (``blockdev.writeback``;
+  default ``/dev/shm``): the *staged group* -- the queued records, an EXTEND
+  with data checksum to the live size of every flushed file, a COMMIT --
+  and the images of those files' partial last blocks are stored in a file
+  of host memory, with no device I/O; the next mount on the host applies
+  it if nothing was committed after it.  Without one: the partial block is
+  written, then the same group as the *provisional group* at the journal
+  end, without a flush and without moving the end, so the next flush or
+  commit overwrites it (a commit includes every flushed file's EXTEND).
+  It is always the last group, verified like one; it is written only if it
+  fits in the rest of the end's journal block, whose write is atomic and
+  is rewritten whole by every later write at the end (else the flush
+  commits).
 * ``create`` of a new name queues a CREATE record (durable with the next
   commit); ``create`` over an existing name, ``rename`` and ``delete``
   commit their record before they return.  Blocks are freed (and
@@ -88,12 +102,13 @@ from __future__ import annotations
 
 import bisect
 import enum
+import os
 import struct
 import threading
 import uuid
 import weakref
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import Optional, Union
 
 import xxhash
 
@@ -119,6 +134,7 @@ from blockdev.fs import (
     check_name,
     copy_file,
 )
+from blockdev.writeback import WriteBackBuffer, default_dir
 
 __all__ = ["BlockFS", "Superblock", "FsckReport", "MAGIC", "FORMAT_VERSION", "BlockFSFormat"]
 
@@ -159,6 +175,9 @@ MAX_JOURNAL_BYTES = 32 << 20
 _CHUNK_MIN_BYTES = 64 << 10
 _CHUNK_MAX_BYTES = 1 << 20
 _DISCARD_BATCH_MAX = 256 << 20
+
+#: ``writeback_dir`` default: ``blockdev.writeback.default_dir()`` at mount.
+AUTO = "auto"
 
 _MOUNTS: "weakref.WeakKeyDictionary[BlockDevice, weakref.ref[BlockFS]]" = weakref.WeakKeyDictionary()
 _MOUNTS_LOCK = threading.Lock()
@@ -531,7 +550,7 @@ class _Inode:
     ``jblocks`` the part recorded in the journal (committed or queued)."""
 
     __slots__ = ("ino", "name", "size", "extents", "lbn", "nblocks", "jsize", "jblocks",
-                 "tail", "tail_dirty", "refs", "writer", "unlinked", "hasher")
+                 "tail", "tail_dirty", "refs", "writer", "unlinked", "hasher", "psize")
 
     def __init__(self, ino: int, name: str) -> None:
         self.ino = ino
@@ -548,6 +567,7 @@ class _Inode:
         self.writer = False
         self.unlinked = False
         self.hasher: Optional["xxhash.xxh64"] = None  # XXH64 of bytes [jsize, size)
+        self.psize = 0  # size the provisional group covers (while in BlockFS._prov)
 
     def add_extent(self, start: int, n: int) -> None:
         """Append an extent, merging with the last one when contiguous. O(1)."""
@@ -851,6 +871,11 @@ class _BlockWritable(_BlockHandle, WritableFile):
             self._check_open()
             self._fs._append(self._node, data)
 
+    def flush(self) -> None:
+        with self._fs._mu:
+            self._check_open()
+            self._fs._flush_file(self._node)
+
     def sync(self) -> None:
         with self._fs._mu:
             self._check_open()
@@ -937,6 +962,11 @@ class BlockFS(FileSystem):
     a damaged superblock or journal; ``LockError`` if this device object is
     already mounted in this process.
 
+    ``writeback_dir``: where flushes stage their state (module docstring,
+    ``blockdev.writeback``): "auto" (the default: ``$BLOCKFS_WRITEBACK_DIR``,
+    empty meaning none, else ``/dev/shm`` when writable), a directory, or
+    None (flushes write to the device: two device writes each).
+
     Discard: freed blocks (deleted files, trimmed preallocation) are queued
     and discarded in batches: when the queue exceeds ``discard_batch`` bytes
     (default: half the data area, at most 256 MiB) and on ``trim()``.
@@ -952,17 +982,20 @@ class BlockFS(FileSystem):
     """
 
     def __init__(self, device: BlockDevice, create: bool = False, *,
-                 journal_blocks: Optional[int] = None, discard_batch: Optional[int] = None) -> None:
+                 journal_blocks: Optional[int] = None, discard_batch: Optional[int] = None,
+                 writeback_dir: Union[str, "os.PathLike[str]", None] = AUTO) -> None:
         if not isinstance(device, BlockDevice):
             raise ArgumentTypeError(f"device must be a blockdev.BlockDevice, got {type(device).__name__}")
         if not isinstance(create, bool):
             raise ArgumentTypeError(f"create must be a bool, got {type(create).__name__}")
-        self._attach(device, "if_blank" if create else "never", journal_blocks, discard_batch)
+        self._attach(device, "if_blank" if create else "never", journal_blocks, discard_batch,
+                     writeback_dir)
 
     # -- construction -------------------------------------------------------
     @classmethod
     def format(cls, device: BlockDevice, *, journal_blocks: Optional[int] = None,
-               discard_batch: Optional[int] = None) -> "BlockFS":
+               discard_batch: Optional[int] = None,
+               writeback_dir: Union[str, "os.PathLike[str]", None] = AUTO) -> "BlockFS":
         """Write an empty BlockFS over ``device`` (destroying its contents)
         and mount it.  ``journal_blocks`` sizes each journal area (default:
         1/64 of the device, at least 16 blocks, at most 32 MiB);
@@ -970,11 +1003,12 @@ class BlockFS(FileSystem):
         if not isinstance(device, BlockDevice):
             raise ArgumentTypeError(f"device must be a blockdev.BlockDevice, got {type(device).__name__}")
         self = cls.__new__(cls)
-        self._attach(device, "always", journal_blocks, discard_batch)
+        self._attach(device, "always", journal_blocks, discard_batch, writeback_dir)
         return self
 
     def _attach(self, device: BlockDevice, format_mode: str,
-                journal_blocks: Optional[int], discard_batch: Optional[int]) -> None:
+                journal_blocks: Optional[int], discard_batch: Optional[int],
+                writeback_dir: Union[str, "os.PathLike[str]", None]) -> None:
         """Validate the sizes, claim ``device`` for this process, format it
         (``format_mode``: "always", "if_blank" = no BlockFS magic yet, or
         "never") and mount it.  On failure the claim is released.
@@ -985,25 +1019,35 @@ class BlockFS(FileSystem):
             check_int(journal_blocks, "journal_blocks", MIN_JOURNAL_BLOCKS)
         if discard_batch is not None:
             check_int(discard_batch, "discard_batch")
+        if writeback_dir == AUTO:
+            writeback_dir = default_dir()
+        elif writeback_dir is not None and not isinstance(writeback_dir, (str, os.PathLike)):
+            raise ArgumentTypeError(
+                f"writeback_dir must be a path, None or 'auto', got {type(writeback_dir).__name__}")
         self.device = device
         self.name = f"blockfs:{device.name}"
         self._mu = threading.RLock()
         self._closed = True
         self._discard_batch_arg = discard_batch
+        self._wb_dir = writeback_dir
+        self._wb: Optional[WriteBackBuffer] = None
         self._register()
         try:
             if format_mode == "always" or (format_mode == "if_blank" and not self._has_magic()):
                 self._format(journal_blocks)
             self._mount()
         except BaseException:
+            if self._wb is not None:
+                self._wb.close()
             self._unregister()
             raise
         self._closed = False
 
     @classmethod
-    def mount(cls, device: BlockDevice) -> "BlockFS":
+    def mount(cls, device: BlockDevice, *,
+              writeback_dir: Union[str, "os.PathLike[str]", None] = AUTO) -> "BlockFS":
         """Mount the BlockFS on ``device``; never formats."""
-        return cls(device, create=False)
+        return cls(device, create=False, writeback_dir=writeback_dir)
 
     def _register(self) -> None:
         with _MOUNTS_LOCK:
@@ -1076,7 +1120,12 @@ class BlockFS(FileSystem):
         self._sb = sb
         self._bs = bs
         area = dev.read(sb.active_offset, sb.area_length)
-        names, inodes, _ = _replay(area, sb.sequence, sb, dev, sb.active_offset)
+        names, inodes, end = _replay(area, sb.sequence, sb, dev, sb.active_offset)
+        if self._wb_dir is not None:
+            self._wb = WriteBackBuffer.open(self._wb_dir, sb.uuid)
+            staged_area = self._apply_staged(area, end) if self._wb is not None else None
+            if staged_area is not None:
+                names, inodes, _ = _replay(staged_area, sb.sequence, sb, dev, sb.active_offset)
         first = sb.data_offset // bs
         used = [(s, n, f"file {node.name!r}") for node in inodes.values() for s, n in node.extents]
         problems = _overlaps(used)
@@ -1105,28 +1154,71 @@ class BlockFS(FileSystem):
         self._defer_free = False
         self._jpos = 0
         self._jtail = b""
+        self._prov: dict[int, _Inode] = {}  # files flushed beyond their journaled size
         self._compact()
+
+    def _apply_staged(self, area: bytes, end: int) -> Optional[bytes]:
+        """The write-back buffer's staged group, if it continues the journal
+        exactly at ``end`` (nothing was committed after it): write its
+        block images to the device and return the journal area with its
+        records appended (in memory only), else None.  Replaying that area
+        verifies the group's data checksums like any last group's; the
+        mount's compaction then journals the result (and flushes the
+        images).  The device's journal area is not written, so no record a
+        crash left past ``end`` can ever follow the group, and a crash
+        before the compaction finds the buffer unchanged.  O(group)."""
+        assert self._wb is not None
+        staged = self._wb.load()
+        sb = self._sb
+        if (staged is None or staged.sequence != sb.sequence or staged.jpos != end
+                or end + len(staged.records) > sb.area_length):
+            return None
+        bs = self._bs
+        first, stop = sb.data_offset, sb.data_offset + sb.data_blocks * bs
+        for off, data in staged.images:
+            if off % bs or len(data) != bs or not first <= off < stop:
+                raise CorruptionError(f"write-back buffer {self._wb.path}: block image at "
+                                      f"{off} outside the data area", self.device.name, off)
+        for off, data in staged.images:
+            self.device.write(off, data)
+        stop_rec = end + len(staged.records)
+        return area[:end] + staged.records + bytes(len(area) - stop_rec)
 
     # -- journal ------------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"{self.name} is closed")
 
+    def _make_room(self, need: int) -> bool:
+        """Make room for ``need`` more journal bytes after the queued ones,
+        compacting the journal if the area is full.  Returns True if it
+        compacted (the file table, provisional sizes included, is then the
+        snapshot and nothing is queued).  ``NoSpaceError`` if the file table
+        alone leaves no room."""
+        if self._jpos + len(self._pending) + need <= self._sb.area_length:
+            return False
+        self._compact()
+        if self._jpos + need > self._sb.area_length:
+            raise NoSpaceError(
+                f"BlockFS metadata journal full ({self._jpos} of {self._sb.area_length} bytes "
+                f"used by the file table)", self.device.name)
+        return True
+
     def _log(self, rtype: int, payload: bytearray) -> None:
         """Queue a record (compacting first if the area is full).  The
         caller applies the record's effect only after this returns."""
-        need = _REC.size + len(payload) + _COMMIT_SIZE
-        if self._jpos + len(self._pending) + need > self._sb.area_length:
-            self._compact()
-            if self._jpos + need > self._sb.area_length:
-                raise NoSpaceError(
-                    f"BlockFS metadata journal full ({self._jpos} of {self._sb.area_length} bytes "
-                    f"used by the file table)", self.device.name)
+        self._make_room(_REC.size + len(payload) + _COMMIT_SIZE)
         self._pending += encode_record(rtype, self._sb.sequence, payload)
 
     def _commit(self) -> None:
-        """Write the queued records and a COMMIT after the journal tail, then
-        flush once (which also makes every data write before it durable)."""
+        """Write the queued records, the EXTEND of every provisionally
+        flushed file and a COMMIT after the journal tail, then flush once
+        (which also makes every data write before it durable).  The group
+        overwrites the provisional group, if any: both start at the tail."""
+        for node in list(self._prov.values()):
+            self._write_tail(node)
+            self._log_extend(node)  # may compact, which journals every provisional size
+        self._prov.clear()
         if not self._pending:
             return
         bs = self._bs
@@ -1142,23 +1234,68 @@ class BlockFS(FileSystem):
         self._pending = bytearray()
         self._release_pending()
 
+    def _provisional_records(self) -> bytearray:
+        """The queued records, an EXTEND (with data checksum) to the live
+        size of every file in ``_prov``, and a COMMIT."""
+        bs = self._bs
+        seq = self._sb.sequence
+        recs = bytearray(self._pending)
+        for node in self._prov.values():
+            exts = node.slice(node.jblocks, _blocks_for(node.size, bs))
+            csum = node.hasher.intdigest() if node.hasher is not None else _xxh64(b"")
+            recs += encode_record(REC_EXTEND, seq, _payload_extend(node.ino, node.size, exts, csum))
+        recs += encode_record(REC_COMMIT, seq, b"")
+        return recs
+
+    def _write_provisional(self) -> bool:
+        """Write the *provisional group* -- the queued records, an EXTEND to
+        the live size of every file in ``_prov`` (with the checksum of its
+        bytes past the journaled size) and a COMMIT -- at the journal tail,
+        without a device flush and without advancing the tail: the next
+        provisional group or commit overwrites it.  It must fit in the rest
+        of the tail's journal block, so that its single-block write is
+        atomic and every later write at the tail rewrites that whole block
+        (no stale provisional bytes survive after a later group).  Returns
+        False, writing nothing, if it does not fit.
+
+        Requires: the tail block of every file in ``_prov`` is written."""
+        bs = self._bs
+        recs = self._provisional_records()
+        if len(recs) > bs - self._jpos % bs or self._jpos + len(recs) > self._sb.area_length:
+            return False
+        buf = self._jtail + recs
+        self.device.write(self._sb.active_offset + self._jpos // bs * bs, buf + bytes(bs - len(buf)))
+        for node in self._prov.values():
+            node.psize = node.size
+        return True
+
     def _snapshot(self, epoch: int) -> bytearray:
-        """The journaled file table as CREATE + EXTEND records."""
+        """The journaled file table as CREATE + EXTEND records; a file in
+        ``_prov`` enters with its live size (its bytes are on the device
+        and the snapshot is flushed before it is used)."""
         out = bytearray()
+        bs = self._bs
         for name, ino in sorted(self._names.items(), key=lambda kv: kv[1]):
             node = self._inodes[ino]
             out += encode_record(REC_CREATE, epoch, _payload_create(ino, name))
-            if node.jblocks or node.jsize:
-                exts = node.slice(0, node.jblocks)
-                out += encode_record(REC_EXTEND, epoch, _payload_extend(ino, node.jsize, exts))
+            if ino in self._prov:
+                size, blocks = node.size, _blocks_for(node.size, bs)
+            else:
+                size, blocks = node.jsize, node.jblocks
+            if blocks or size:
+                exts = node.slice(0, blocks)
+                out += encode_record(REC_EXTEND, epoch, _payload_extend(ino, size, exts))
         out += encode_record(REC_COMMIT, epoch, b"")
         return out
 
     def _compact(self) -> None:
         """Write the file table to the other area and switch to it through
-        the next superblock.  Crash safe at every step (module docstring)."""
+        the next superblock.  Crash safe at every step (module docstring).
+        Provisionally flushed files are journaled at their live size."""
         sb = self._sb
         bs = self._bs
+        for node in self._prov.values():
+            self._write_tail(node)
         new_sb = replace(sb, sequence=sb.sequence + 1, active_area=1 - sb.active_area)
         snap = self._snapshot(new_sb.sequence)
         if len(snap) > sb.area_length:
@@ -1175,6 +1312,11 @@ class BlockFS(FileSystem):
         keep = len(snap) % bs
         self._jtail = bytes(snap[len(snap) - keep:]) if keep else b""
         self._pending = bytearray()
+        for node in self._prov.values():
+            node.jsize = node.size
+            node.jblocks = _blocks_for(node.size, bs)
+            node.hasher = None
+        self._prov.clear()
         self._release_pending()
 
     def _release_pending(self) -> None:
@@ -1222,6 +1364,7 @@ class BlockFS(FileSystem):
         """Drop an inode from the namespace (its record is already logged)."""
         node.unlinked = True
         del self._inodes[node.ino]
+        self._prov.pop(node.ino, None)
         if node.refs:
             self._orphans[node.ino] = node
         else:
@@ -1293,7 +1436,11 @@ class BlockFS(FileSystem):
         blocks = _blocks_for(node.size, self._bs)
         exts = node.slice(node.jblocks, blocks)
         csum = node.hasher.intdigest() if node.hasher is not None else _xxh64(b"")
-        self._log(REC_EXTEND, _payload_extend(node.ino, node.size, exts, csum))
+        payload = _payload_extend(node.ino, node.size, exts, csum)
+        if self._make_room(_REC.size + len(payload) + _COMMIT_SIZE) and \
+                node.size == node.jsize and blocks == node.jblocks:
+            return  # the compaction's snapshot journaled it (a provisional file)
+        self._pending += encode_record(REC_EXTEND, self._sb.sequence, payload)
         node.jsize = node.size
         node.jblocks = blocks
         node.hasher = None
@@ -1301,10 +1448,54 @@ class BlockFS(FileSystem):
     def _sync_file(self, node: _Inode) -> None:
         self._write_tail(node)
         self._log_extend(node)
-        if self._pending:
+        if self._pending or self._prov:
             self._commit()  # one flush: the data and the record
         else:
             self.device.flush()
+
+    def _flush_file(self, node: _Inode) -> None:
+        """Make ``node``'s appended bytes survive the death of this process
+        (not a machine crash).  With a write-back buffer: store the staged
+        group and the tail block images there (no device I/O).  Without
+        one (or when the buffer fails): write the tail blocks, then the
+        provisional group (``_write_provisional``) -- two device writes, no
+        flush.  When neither fits, commit (one flush)."""
+        if node.unlinked or node.size == node.jsize or (node.ino in self._prov and node.psize == node.size):
+            return
+        self._prov[node.ino] = node
+        if self._wb is not None and self._stage():
+            return
+        for n in self._prov.values():
+            self._write_tail(n)
+        if not self._write_provisional():
+            self._commit()
+
+    def _stage(self) -> bool:
+        """Store the staged group of ``_prov`` in the write-back buffer.
+        False if it does not fit the journal area or a buffer slot, or the
+        buffer cannot be written (then it is dropped for this mount: the
+        device path takes over)."""
+        assert self._wb is not None
+        bs = self._bs
+        recs = self._provisional_records()
+        if self._jpos + len(recs) > self._sb.area_length:
+            return False
+        images = []
+        for n in self._prov.values():
+            if n.tail_dirty and n.tail:
+                lbn = n.size // bs
+                phys = n.slice(lbn, lbn + 1)[0][0]
+                images.append((phys * bs, bytes(n.tail) + bytes(bs - len(n.tail))))
+        try:
+            if not self._wb.store(self._sb.sequence, self._jpos, recs, images):
+                return False
+        except OSError:
+            self._wb.close()
+            self._wb = None
+            return False
+        for n in self._prov.values():
+            n.psize = n.size
+        return True
 
     def _close_writer(self, node: _Inode) -> None:
         self._write_tail(node)
@@ -1447,14 +1638,22 @@ class BlockFS(FileSystem):
                 for node in live:
                     self._log_extend(node)
                 self._commit()
+                if self._wb is not None:
+                    self._wb.close(remove=True)  # nothing is staged any more
             finally:
+                if self._wb is not None:
+                    self._wb.close()
                 self._closed = True
                 self._unregister()
 
-    def _abandon(self) -> None:
+    def _abandon(self, power_loss: bool = False) -> None:
         """Drop this mount without writing anything, as a crash would (for
-        crash tests: the device keeps whatever was written)."""
+        crash tests: the device keeps whatever was written).  A process
+        death leaves the write-back buffer for the next mount;
+        ``power_loss=True`` deletes it (host memory is gone too)."""
         with self._mu:
+            if self._wb is not None:
+                self._wb.close(remove=power_loss)
             self._closed = True
             self._unregister()
 

@@ -69,7 +69,7 @@ __all__ = ["CrashFS", "CrashReport", "ErrorRule", "OPS"]
 #: Operations ``inject_error`` can target.
 OPS = frozenset({
     "create", "open", "exists", "size", "list", "rename", "delete", "lock",
-    "link_or_copy", "sync_dir", "append", "sync", "read",
+    "link_or_copy", "sync_dir", "append", "flush", "sync", "read",
 })
 
 NameMatch = Union[None, str, Callable[[str], bool]]
@@ -153,6 +153,11 @@ class _CrashWritable(WritableFile):
         self._inner.append(data)
         with self._fs._mu:
             self._track.length += len(memoryview(data).cast("B"))
+
+    def flush(self) -> None:
+        self._check()
+        self._fs._maybe_fail("flush", self._track.name)
+        self._inner.flush()
 
     def sync(self) -> None:
         self._check()
@@ -494,7 +499,7 @@ class CrashFS(FileSystem):
                     extra[name] = rf.read(base, keep - base)
         before = {name: (inner.size(name) if inner.exists(name) else None) for name in plan}
         if isinstance(inner, BlockFS):
-            inner._abandon()
+            inner._abandon(power_loss=True)
             inner = BlockFS.mount(inner.device)
         else:
             for h in handles:

@@ -19,6 +19,11 @@ After a crash (power loss, ``SIGKILL``, a lost device cache):
 
 * a file holds **at least every byte covered by a completed** ``sync()`` of
   one of its ``WritableFile`` handles, byte for byte;
+* after the death of the *process* only (``SIGKILL``, an abort; the machine
+  and the device keep running) it also holds every byte covered by a
+  completed ``flush()``: the bytes had left the process (the OS page cache
+  for ``PosixFS``, where every ``append`` already does that; the device
+  for ``BlockFS``);
 * it **may** also hold some of the bytes appended after the last sync: a
   prefix of them, possibly ending inside an append (a torn last append);
   never bytes that were not appended, and never a hole inside the synced
@@ -151,9 +156,24 @@ class WritableFile(abc.ABC):
         """
 
     @abc.abstractmethod
+    def flush(self) -> None:
+        """Hand every byte appended so far (and the file's size) to the
+        storage below this process, so that they survive the death of the
+        process but not necessarily a machine crash (the crash guarantee of
+        ``blockdev.fs``).  ``PosixFS``: every ``append`` already reached the
+        OS page cache.  ``BlockFS`` keeps a file's partial last block and
+        its size in memory until ``flush`` or ``sync``: a flush costs two
+        device writes and no device flush.
+
+        Requires: the file is open.  Raises ``StorageIOError`` on an I/O
+        failure.
+        """
+
+    @abc.abstractmethod
     def sync(self) -> None:
         """Make every byte appended so far, the file's size and its
-        existence durable (see the crash guarantee of ``blockdev.fs``)."""
+        existence durable (see the crash guarantee of ``blockdev.fs``).
+        Implies ``flush``."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -340,6 +360,13 @@ class _PosixHandle(WritableFile):
     def _write_back(self) -> None:
         """What must reach the file before its ``fsync`` (nothing here).
         Requires: ``_lock`` held."""
+
+    def flush(self) -> None:
+        """Every append is already in the OS page cache (a ``pwrite``, or a
+        store into a shared mapping of the file), which outlives the
+        process: only the handle is checked."""
+        with self._lock:
+            self._check_open()
 
     def sync(self) -> None:
         with self._lock:

@@ -369,6 +369,10 @@ class DB(_DictProtocol):
         self._mem_bytes = 0
         self._wal_bytes = 0
         self._log_dirty = False
+        # a sync=False write must leave the process before it returns: every
+        # PosixFS append already does (the page cache); other file systems
+        # (BlockFS) are asked to, by a WAL flush after each group
+        self._flush_wal = not isinstance(self._fs, PosixFS)
         # logs of immutable memtables whose tails are not synced yet (PosixFS):
         # synced, in order, before the next sync write; closed once obsolete
         self._old_logs: list[tuple[int, LogWriter]] = []
@@ -775,6 +779,8 @@ class DB(_DictProtocol):
                 log.sync()            # type: ignore[union-attr]
                 self._log_dirty = False
             else:
+                if self._flush_wal:
+                    log.flush()       # type: ignore[union-attr]  (out of the process)
                 self._log_dirty = True
         except BaseException as exc:
             self._set_bg_error(exc)

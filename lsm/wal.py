@@ -167,6 +167,20 @@ class LogWriter:
         self.size = offset
         return start
 
+    def flush(self) -> None:
+        """Make every record added so far survive the death of this process
+        (``file.flush``; a no-op check on ``PosixFS``, two device writes on
+        ``BlockFS``).  An I/O error is raised and poisons the writer."""
+        if self._closed:
+            raise ClosedError(f"log writer {self.name!r} is closed")
+        if self._failed is not None:
+            raise StorageIOError(f"log writer failed earlier: {self._failed}", self.name)
+        try:
+            self._file.flush()
+        except BaseException as exc:
+            self._failed = exc
+            raise
+
     def sync(self) -> None:
         """Make every record added so far durable (``file.sync``)."""
         if self._closed:

@@ -4,13 +4,14 @@ the extent allocator, a full device, discard, check(), FileDevice."""
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 from dataclasses import replace
 
 import pytest
 
-from blockdev import BlockFS
+from blockdev import BlockFS, writeback
 from blockdev.blockfs import (
     REC_COMMIT,
     REC_EXTEND,
@@ -21,6 +22,7 @@ from blockdev.blockfs import (
 )
 from blockdev.device import MemoryDevice
 from blockdev.errors import (
+    ArgumentTypeError,
     CorruptionError,
     InvalidArgumentError,
     LockError,
@@ -326,6 +328,261 @@ def test_metadata_journal_full_is_nospace_and_recoverable() -> None:
     fs.close()
 
 
+# -- flush: surviving the death of the process ----------------------------------
+
+
+@pytest.fixture(params=["device", "buffer"])
+def wb(request, tmp_path):
+    """How a flush leaves the process: the provisional group on the device
+    (no write-back buffer) or the write-back buffer in ``tmp_path``."""
+    return None if request.param == "device" else tmp_path
+
+
+def test_flush_survives_process_death_without_growing_the_journal(wb) -> None:
+    """After a process death (the device keeps every write, the buffer is
+    left behind) the flushed bytes of every flushed file are there, and no
+    flush moved the journal tail."""
+    dev = MemoryDevice(1 << 20, name="flush")
+    fs = BlockFS.format(dev, writeback_dir=wb)
+    a, b = fs.create("a"), fs.create("b")
+    a.append(b"s" * 100)
+    a.sync()
+    jpos = fs._jpos
+    want = {"a": b"s" * 100, "b": b""}
+    for i in range(300):
+        w, name = (a, "a") if i % 3 else (b, "b")
+        data = bytes([i % 251]) * (i * 53 % 700 + 1)  # crosses many block boundaries
+        w.append(data)
+        w.flush()
+        want[name] += data
+    assert fs._jpos == jpos
+    b.append(b"never flushed")  # may or may not survive
+    fs._abandon()
+    fs = BlockFS.mount(dev, writeback_dir=wb)
+    assert read_all(fs, "a") == want["a"]
+    assert read_all(fs, "b")[:len(want["b"])] == want["b"]
+    assert len(read_all(fs, "b")) in (len(want["b"]), len(want["b"]) + 13)
+    fs.check()
+    fs.close()
+
+
+def test_flush_of_a_new_file_brings_its_create(wb) -> None:
+    dev = MemoryDevice(1 << 20)
+    fs = BlockFS.format(dev, writeback_dir=wb)
+    w = fs.create("new")
+    w.flush()  # nothing appended: nothing to do (the file may vanish)
+    w.append(b"n" * 10)
+    w.flush()
+    w.flush()  # nothing new: no write
+    fs._abandon()
+    fs = BlockFS.mount(dev, writeback_dir=wb)
+    assert read_all(fs, "new") == b"n" * 10
+    fs.close()
+
+
+def test_flushed_bytes_that_did_not_reach_the_media_are_dropped(wb) -> None:
+    """The flushed state carries the checksum of the bytes past the
+    journaled size and is verified like any last group: if a block of them
+    is not on the device (a power loss dropped an unflushed data write)
+    it is dropped, and the file keeps its synced size."""
+    dev = MemoryDevice(1 << 20)
+    fs = BlockFS.format(dev, writeback_dir=wb)
+    w = fs.create("wal")
+    w.append(b"1" * 3000)
+    w.sync()
+    w.append(b"2" * 7000)
+    w.flush()
+    node = fs._inodes[fs._names["wal"]]
+    phys = node.slice(1, 2)[0][0]  # logical block 1 (bytes 4096..8191), written at append
+    fs._abandon()
+    dev.write(phys * 4096, bytes(4096))
+    fs = BlockFS.mount(dev, writeback_dir=wb)
+    assert read_all(fs, "wal") == b"1" * 3000
+    fs.check()
+    fs.close()
+
+
+def test_flush_that_does_not_fit_the_journal_block_commits() -> None:
+    """Without a buffer the provisional group must fit in the rest of the
+    journal's tail block (so one atomic block write replaces it); when
+    queued CREATEs make it too big, the flush commits instead, and the
+    journal tail moves."""
+    dev = MemoryDevice(1 << 20, block_size=512)
+    fs = BlockFS.format(dev, writeback_dir=None)
+    handles = [fs.create(f"file-with-a-long-name-{i:02d}") for i in range(20)]  # queued CREATEs
+    jpos = fs._jpos
+    handles[0].append(b"x" * 700)
+    handles[0].flush()
+    assert fs._jpos > jpos and not fs._prov
+    for _ in range(2):  # the CREATEs are committed now: it fits, unless that
+        handles[1].append(b"y" * 5)  # commit left the tail at its block's end
+        handles[1].flush()
+        if fs._prov:
+            break
+    assert fs._prov
+    fs._abandon()
+    fs = BlockFS.mount(dev, writeback_dir=None)
+    assert read_all(fs, "file-with-a-long-name-00") == b"x" * 700
+    assert read_all(fs, "file-with-a-long-name-01") == b"y" * len(read_all(fs, "file-with-a-long-name-01"))
+    assert len(read_all(fs, "file-with-a-long-name-01")) in (5, 10)
+    fs.check()
+    fs.close()
+
+
+def test_journal_compaction_keeps_provisional_sizes(wb) -> None:
+    """Compactions of a small journal while a file is flushed but not
+    synced: the snapshot takes the file's live size, so a process death at
+    any point keeps the flushed bytes."""
+    dev = MemoryDevice(2 << 20, block_size=512)
+    fs = BlockFS.format(dev, journal_blocks=2, writeback_dir=wb)
+    wal = fs.create("wal")
+    logged = b""
+    seq0 = fs.superblock.sequence
+    for i in range(150):
+        data = bytes([i % 256]) * (i * 29 % 400 + 1)
+        wal.append(data)
+        wal.flush()
+        logged += data
+        write_file(fs, f"t{i % 7}", bytes([i]) * 300)  # create over, sync: journal churn
+        if i % 50 == 49:
+            fs._abandon()
+            fs = BlockFS.mount(dev, writeback_dir=wb)
+            assert read_all(fs, "wal") == logged
+            wal = _reopen_for_append(fs, "wal")
+    assert fs.superblock.sequence > seq0 + 5
+    fs.check()
+    fs.close()
+
+
+def _reopen_for_append(fs: BlockFS, name: str):
+    """BlockFS files are write-once: continue ``name`` as a new file with
+    the same bytes (what the DB does with a new log)."""
+    data = read_all(fs, name)
+    w = fs.create(name)
+    w.append(data)
+    w.sync()
+    return w
+
+
+# -- the write-back buffer ------------------------------------------------------
+
+
+def _buffered(tmp_path, **kw):
+    dev = MemoryDevice(1 << 20)
+    fs = BlockFS.format(dev, writeback_dir=tmp_path, **kw)
+    w = fs.create("wal")
+    w.append(b"a" * 5000)
+    w.sync()
+    return dev, fs, w
+
+
+def test_buffer_flush_does_no_device_io_and_clean_close_removes_it(tmp_path) -> None:
+    dev, fs, w = _buffered(tmp_path)
+    path = fs._wb.path
+    before = dev.read(0, dev.size)
+    for _ in range(20):
+        w.append(b"b" * 100)
+        w.flush()
+    assert dev.read(0, dev.size) == before  # the flushes went to the buffer only
+    assert os.path.exists(path)
+    fs.close()
+    assert not os.path.exists(path)
+
+
+def test_buffer_that_is_stale_is_ignored(tmp_path) -> None:
+    """A staged group is applied only where the journal ends: once anything
+    was committed after it, an old copy of the buffer changes nothing."""
+    dev, fs, w = _buffered(tmp_path)
+    w.append(b"b" * 100)
+    w.flush()
+    old = open(fs._wb.path, "rb").read()
+    write_file(fs, "other", b"o" * 10)  # a commit: the journal moves on (and journals the wal)
+    w.append(b"c" * 100)  # not flushed
+    path = fs._wb.path
+    fs._abandon()
+    with open(path, "wb") as f:
+        f.write(old)
+    fs = BlockFS.mount(dev, writeback_dir=tmp_path)
+    assert read_all(fs, "wal") == b"a" * 5000 + b"b" * 100
+    assert read_all(fs, "other") == b"o" * 10
+    fs.check()
+    fs.close()
+
+
+def test_buffer_torn_newest_slot_falls_back_to_the_previous(tmp_path) -> None:
+    """Two slots: a process killed while storing leaves the previous
+    flush's state, which is applied."""
+    dev, fs, w = _buffered(tmp_path)
+    w.append(b"b" * 100)
+    w.flush()
+    w.append(b"c" * 100)
+    w.flush()
+    wbuf = fs._wb
+    newest = 1 - wbuf._slot
+    path = wbuf.path
+    fs._abandon()
+    with open(path, "r+b") as f:  # tear the newest store
+        f.seek(newest * writeback.SLOT_SIZE + 100)
+        f.write(b"\xff" * 8)
+    fs = BlockFS.mount(dev, writeback_dir=tmp_path)
+    assert read_all(fs, "wal") == b"a" * 5000 + b"b" * 100
+    fs.check()
+    fs.close()
+
+
+def test_buffer_lock_keeps_a_second_mount_of_a_copy_out(tmp_path) -> None:
+    """A copy of the device (same UUID) mounted beside the original gets no
+    buffer (the original holds its lock) and flushes to its device."""
+    dev, fs, w = _buffered(tmp_path)
+    copy = MemoryDevice(dev.size)
+    copy.write(0, dev.read(0, dev.size))
+    fs2 = BlockFS.mount(copy, writeback_dir=tmp_path)
+    assert fs._wb is not None and fs2._wb is None
+    w2 = fs2.create("x")
+    w2.append(b"x" * 10)
+    w2.flush()
+    fs2._abandon()
+    fs2 = BlockFS.mount(copy, writeback_dir=None)
+    assert read_all(fs2, "x") == b"x" * 10
+    fs2.close()
+    fs.close()
+
+
+def test_buffer_write_error_falls_back_to_the_device(tmp_path, monkeypatch) -> None:
+    dev, fs, w = _buffered(tmp_path)
+
+    def fail(*args, **kw):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(writeback.WriteBackBuffer, "store", fail)
+    w.append(b"b" * 100)
+    w.flush()
+    assert fs._wb is None  # dropped for this mount
+    monkeypatch.undo()
+    fs._abandon()
+    fs = BlockFS.mount(dev, writeback_dir=tmp_path)
+    assert read_all(fs, "wal") == b"a" * 5000 + b"b" * 100
+    fs.close()
+
+
+def test_buffer_image_outside_the_data_area_is_corruption(tmp_path) -> None:
+    dev, fs, w = _buffered(tmp_path)
+    w.append(b"b" * 100)
+    w.flush()
+    staged = fs._wb.load()
+    assert staged is not None and len(staged.images) == 1
+    fs._wb.store(staged.sequence, staged.jpos, staged.records, [(0, staged.images[0][1])])
+    fs._abandon()
+    with pytest.raises(CorruptionError, match="write-back buffer"):
+        BlockFS.mount(dev, writeback_dir=tmp_path)
+
+
+def test_buffer_argument_checks(tmp_path) -> None:
+    with pytest.raises(ArgumentTypeError, match="writeback_dir"):
+        BlockFS.format(MemoryDevice(1 << 20), writeback_dir=3)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        writeback.WriteBackBuffer.open(tmp_path, b"short")
+
+
 # -- crashes with lost device writes ------------------------------------------
 
 
@@ -334,11 +591,15 @@ class Model:
 
     def __init__(self) -> None:
         self.synced: dict[str, bytes] = {}     # durable name -> synced bytes
+        self.flushed: dict[str, bytes] = {}    # name -> bytes that survive a process death
         self.appended: dict[str, bytes] = {}   # name -> every appended byte
 
-    def check(self, fs: BlockFS) -> None:
+    def check(self, fs: BlockFS, process_death: bool = False) -> None:
         names = set(fs.list())
-        for name, data in self.synced.items():
+        must = dict(self.synced)
+        if process_death:
+            must.update({n: d for n, d in self.flushed.items() if d})
+        for name, data in must.items():
             assert name in names, f"synced file {name} lost"
             got = read_all(fs, name)
             assert got[:len(data)] == data, f"synced bytes of {name} damaged"
@@ -347,11 +608,17 @@ class Model:
         fs.check()
 
 
-@pytest.mark.parametrize("seed", range(12))
-def test_crash_with_lost_device_writes(seed: int) -> None:
+@pytest.mark.parametrize("buffered", [False, True], ids=["device", "buffer"])
+@pytest.mark.parametrize("seed", range(18))
+def test_crash_with_lost_device_writes(seed: int, buffered: bool, tmp_path) -> None:
+    """Random creates, appends, flushes, syncs and deletes, then a power
+    loss (seeds 0, 1 mod 3: every / a random subset of the unflushed device
+    writes lost) or a process death (2 mod 3: the device keeps every write,
+    so flushed bytes survive too)."""
     rng = random.Random(seed)
     dev = FaultyDevice(MemoryDevice(1 << 20, name=f"crash{seed}"))
-    fs = BlockFS.format(dev, journal_blocks=2)
+    wb = tmp_path if buffered else None
+    fs = BlockFS.format(dev, journal_blocks=2, writeback_dir=wb)
     model = Model()
     writers: dict[str, object] = {}
     for step in range(rng.randrange(20, 120)):
@@ -362,15 +629,20 @@ def test_crash_with_lost_device_writes(seed: int) -> None:
             writers[name] = w
             model.appended[name] = b""
             model.synced.pop(name, None)  # replaced: not durable until synced
-        elif op < 0.6:
+            model.flushed[name] = b""
+        elif op < 0.5:
             name = rng.choice(sorted(writers))
             data = bytes([step % 256]) * rng.choice([1, 100, 4000, 4096, 9000])
             writers[name].append(data)
             model.appended[name] += data
+        elif op < 0.65:
+            name = rng.choice(sorted(writers))
+            writers[name].flush()
+            model.flushed[name] = model.appended[name]
         elif op < 0.85:
             name = rng.choice(sorted(writers))
             writers[name].sync()
-            model.synced[name] = model.appended[name]
+            model.synced[name] = model.flushed[name] = model.appended[name]
         elif op < 0.92:
             name = rng.choice(sorted(writers))
             if name in model.synced:
@@ -378,13 +650,23 @@ def test_crash_with_lost_device_writes(seed: int) -> None:
                 fs.delete(name)
                 del model.synced[name]
                 del model.appended[name]
+                del model.flushed[name]
         else:
             fs.sync_dir()
-    dev.crash(mode="random" if seed % 2 else "all", seed=seed)
-    dev.restart()
-    fs._abandon()
-    fs = BlockFS.mount(dev)
-    model.check(fs)
+    for name in sorted(writers):  # end with flushed, unsynced bytes
+        if rng.random() < 0.7:
+            data = bytes([name.encode()[-1]]) * rng.choice([10, 3000, 5000])
+            writers[name].append(data)
+            writers[name].flush()
+            model.appended[name] += data
+            model.flushed[name] = model.appended[name]
+    process_death = seed % 3 == 2
+    if not process_death:
+        dev.crash(mode="random" if seed % 3 else "all", seed=seed)
+        dev.restart()
+    fs._abandon(power_loss=not process_death)
+    fs = BlockFS.mount(dev, writeback_dir=wb)
+    model.check(fs, process_death)
     # The recovered file system keeps working.
     write_file(fs, "post-crash", b"p" * 5000)
     fs.close()
@@ -414,7 +696,7 @@ def test_crash_during_compaction(seed: int) -> None:
     dev.crash(mode="random", seed=seed)
     dev.fail_flushes(False)
     dev.restart()
-    fs._abandon()
+    fs._abandon(power_loss=True)
     fs = BlockFS.mount(dev)
     assert fs.superblock.sequence >= seq
     model.check(fs)
@@ -698,3 +980,25 @@ def test_check_catches_bad_discard_queue_and_free_list_overlap() -> None:
     with pytest.raises(CorruptionError, match="allocator"):
         fs.check()
     fs._abandon()
+
+
+def test_writeback_golden_bytes_of_docs_format(tmp_path) -> None:
+    """The worked example of docs/format.md "Write-back buffer"."""
+    wb = writeback.WriteBackBuffer.open(tmp_path, bytes(range(16)))
+    assert wb is not None
+    assert os.path.basename(wb.path) == "blockfs-000102030405060708090a0b0c0d0e0f.wb"
+    records = encode_record(REC_COMMIT, 2, b"")
+    assert wb.store(2, 0x56, records, [(0x6000, b"hello" + bytes(507))])
+    with open(wb.path, "rb") as f:
+        raw = f.read(0x70)
+    assert raw[:0x40] == bytes.fromhex(
+        "b7b6279f872ac3d5" "4246574201000000" "0100000000000000" "0001020304050607"
+        "08090a0b0c0d0e0f" "0200000000000000" "5600000000000000" "2502000001000000")
+    assert raw[0x40:0x6a] == bytes.fromhex(
+        "15000000" "7c1ae4784f0ca034" "00000000" "05" "0200000000000000"
+        "0060000000000000" "00020000" "68656c6c6f")
+    staged = wb.load()
+    assert staged is not None and (staged.generation, staged.sequence, staged.jpos) == (1, 2, 0x56)
+    assert staged.records == records and staged.images == ((0x6000, b"hello" + bytes(507)),)
+    wb.close(remove=True)
+    assert not os.path.exists(os.path.join(tmp_path, "blockfs-000102030405060708090a0b0c0d0e0f.wb"))

@@ -230,6 +230,29 @@ def test_clean_reopen_keeps_everything(env: Env, fs: FileSystem) -> None:
         fs2.close()
 
 
+@pytest.mark.parametrize("kind", ["posix", "blockfs"])
+def test_flushed_bytes_survive_process_death(kind: str, tmp_path) -> None:
+    """After ``flush`` the bytes have left the process: a file system
+    opened again without a clean close (the process died, the OS and the
+    device did not) holds them."""
+    env = Env(kind, tmp_path)
+    fs = env.make()
+    w = fs.create("log")
+    want = b""
+    for i in range(50):
+        data = bytes([65 + i % 26]) * (i * 97 % 1500 + 1)
+        w.append(data)
+        w.flush()
+        want += data
+    if kind == "blockfs":
+        fs._abandon()  # type: ignore[attr-defined]
+    fs2 = env.make()   # the dead process's handles stay as they were
+    try:
+        assert read_all(fs2, "log") == want
+    finally:
+        fs2.close()
+
+
 def test_closed_handles_raise(fs: FileSystem) -> None:
     w = fs.create("f")
     w.append(b"abc")
@@ -239,6 +262,8 @@ def test_closed_handles_raise(fs: FileSystem) -> None:
         w.append(b"x")
     with pytest.raises(ClosedError):
         w.sync()
+    with pytest.raises(ClosedError):
+        w.flush()
     r = fs.open("f")
     r.close()
     with pytest.raises(ClosedError):

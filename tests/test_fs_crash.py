@@ -230,7 +230,7 @@ class Harness:
             assert isinstance(self.fs, BlockFS)
             self.dev.crash(mode, seed)
             self.dev.restart()
-            self.fs._abandon()
+            self.fs._abandon(power_loss=True)
             self.fs = BlockFS.mount(self.dev)
         return self.fs
 

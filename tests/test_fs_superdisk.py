@@ -117,7 +117,7 @@ def test_crash_with_cache_loss_keeps_synced_bytes() -> None:
             c.lose()
     # Power loss: the process dies, unflushed durable writes are lost, and
     # the cache comes back blank.
-    fs._abandon()
+    fs._abandon(power_loss=True)
     d.crash("random", seed=9)
     sd.abandon()
     d.restart()

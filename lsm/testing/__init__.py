@@ -63,18 +63,24 @@ def crash_db(db: Any, crashfs: CrashFS, mode: str = "all", seed: int | None = No
 
 def crash_device_db(db: Any, device: FaultyDevice, mode: str = "all",
                     seed: int | None = None) -> int:
-    """Simulate a power loss under ``db`` opened on ``device`` (a FaultyDevice,
+    """Simulate a crash under ``db`` opened on ``device`` (a FaultyDevice,
     through BlockFS): halt background work, drop the mount without writing,
-    ``device.crash(mode, seed)``, discard the DB object, power the device back
-    on.  Returns the number of device writes dropped."""
+    then for a power loss (``mode`` "all" or "random") ``device.crash(mode,
+    seed)``; for ``mode="process"`` (the process was killed, the device
+    keeps every write it accepted) nothing more.  The DB object is
+    discarded and the device powered back on.  Returns the number of device
+    writes dropped (0 for "process")."""
+    if mode not in ("all", "random", "process"):
+        raise ValueError(f"mode must be 'all', 'random' or 'process', got {mode!r}")
     halt_db(db)
-    db._fs._abandon()
-    dropped = device.crash(mode, seed=seed)
+    db._fs._abandon(power_loss=mode != "process")
+    dropped = device.crash(mode, seed=seed) if mode != "process" else 0
     try:
         db.close()
     except Error:
         pass   # the dead process's handles
-    device.restart()
+    if mode != "process":
+        device.restart()
     return dropped
 
 
