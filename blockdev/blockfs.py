@@ -1155,6 +1155,7 @@ class BlockFS(FileSystem):
         self._jpos = 0
         self._jtail = b""
         self._prov: dict[int, _Inode] = {}  # files flushed beyond their journaled size
+        self._commit_rec: tuple[int, bytes] = (-1, b"")  # (epoch, its COMMIT record)
         self._compact()
 
     def _apply_staged(self, area: bytes, end: int) -> Optional[bytes]:
@@ -1176,11 +1177,12 @@ class BlockFS(FileSystem):
         bs = self._bs
         first, stop = sb.data_offset, sb.data_offset + sb.data_blocks * bs
         for off, data in staged.images:
-            if off % bs or len(data) != bs or not first <= off < stop:
+            if off % bs or len(data) > bs or not first <= off < stop:
                 raise CorruptionError(f"write-back buffer {self._wb.path}: block image at "
-                                      f"{off} outside the data area", self.device.name, off)
+                                      f"{off} ({len(data)} bytes) outside the data area",
+                                      self.device.name, off)
         for off, data in staged.images:
-            self.device.write(off, data)
+            self.device.write(off, data + bytes(bs - len(data)))
         stop_rec = end + len(staged.records)
         return area[:end] + staged.records + bytes(len(area) - stop_rec)
 
@@ -1244,7 +1246,9 @@ class BlockFS(FileSystem):
             exts = node.slice(node.jblocks, _blocks_for(node.size, bs))
             csum = node.hasher.intdigest() if node.hasher is not None else _xxh64(b"")
             recs += encode_record(REC_EXTEND, seq, _payload_extend(node.ino, node.size, exts, csum))
-        recs += encode_record(REC_COMMIT, seq, b"")
+        if self._commit_rec[0] != seq:
+            self._commit_rec = (seq, encode_record(REC_COMMIT, seq, b""))
+        recs += self._commit_rec[1]
         return recs
 
     def _write_provisional(self) -> bool:
@@ -1485,7 +1489,7 @@ class BlockFS(FileSystem):
             if n.tail_dirty and n.tail:
                 lbn = n.size // bs
                 phys = n.slice(lbn, lbn + 1)[0][0]
-                images.append((phys * bs, bytes(n.tail) + bytes(bs - len(n.tail))))
+                images.append((phys * bs, n.tail))  # the block's bytes; the rest is zero
         try:
             if not self._wb.store(self._sb.sequence, self._jpos, recs, images):
                 return False

@@ -37,7 +37,9 @@ the middle of a store leaves the previous state intact)::
               56 u32 length     payload length
               60 u32 images     number of block images
     payload = u32 records length, records (journal record bytes, ending in
-              a COMMIT), then per image: u64 device offset, u32 length, bytes
+              a COMMIT), then per image: u64 device offset of a block, u32
+              length (at most the block size), the block's first bytes (the
+              rest of the block is zero)
 
 The newest slot (highest generation) that passes its checksum is the
 buffer's state.  The file is created with mode 0600 and locked with
@@ -54,6 +56,8 @@ import os
 import struct
 from dataclasses import dataclass
 from typing import Optional, Union
+
+BytesLike = Union[bytes, bytearray, memoryview]
 
 import xxhash
 
@@ -181,8 +185,8 @@ class WriteBackBuffer:
         newest = self._newest()
         return newest[0] if newest is not None else None
 
-    def store(self, sequence: int, jpos: int, records: bytes,
-              images: list[tuple[int, bytes]]) -> bool:
+    def store(self, sequence: int, jpos: int, records: BytesLike,
+              images: list[tuple[int, BytesLike]]) -> bool:
         """Store a staged group (one ``pwrite``).  False, storing nothing,
         if it does not fit a slot.  ``OSError`` from the write is raised
         (the previous state stays in the other slot).  O(size)."""

@@ -988,17 +988,17 @@ def test_writeback_golden_bytes_of_docs_format(tmp_path) -> None:
     assert wb is not None
     assert os.path.basename(wb.path) == "blockfs-000102030405060708090a0b0c0d0e0f.wb"
     records = encode_record(REC_COMMIT, 2, b"")
-    assert wb.store(2, 0x56, records, [(0x6000, b"hello" + bytes(507))])
+    assert wb.store(2, 0x56, records, [(0x6000, b"hello")])
     with open(wb.path, "rb") as f:
         raw = f.read(0x70)
     assert raw[:0x40] == bytes.fromhex(
-        "b7b6279f872ac3d5" "4246574201000000" "0100000000000000" "0001020304050607"
-        "08090a0b0c0d0e0f" "0200000000000000" "5600000000000000" "2502000001000000")
+        "80e6e5f8741c03e2" "4246574201000000" "0100000000000000" "0001020304050607"
+        "08090a0b0c0d0e0f" "0200000000000000" "5600000000000000" "2a00000001000000")
     assert raw[0x40:0x6a] == bytes.fromhex(
         "15000000" "7c1ae4784f0ca034" "00000000" "05" "0200000000000000"
-        "0060000000000000" "00020000" "68656c6c6f")
+        "0060000000000000" "05000000" "68656c6c6f")
     staged = wb.load()
     assert staged is not None and (staged.generation, staged.sequence, staged.jpos) == (1, 2, 0x56)
-    assert staged.records == records and staged.images == ((0x6000, b"hello" + bytes(507)),)
+    assert staged.records == records and staged.images == ((0x6000, b"hello"),)
     wb.close(remove=True)
     assert not os.path.exists(os.path.join(tmp_path, "blockfs-000102030405060708090a0b0c0d0e0f.wb"))
