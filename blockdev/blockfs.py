@@ -103,6 +103,7 @@ from __future__ import annotations
 import bisect
 import enum
 import os
+import secrets
 import struct
 import threading
 import uuid
@@ -121,6 +122,7 @@ from blockdev.errors import (
     LockError,
     NoSpaceError,
     NotFoundError,
+    StorageIOError,
     UnsupportedFormatError,
 )
 from blockdev.fs import (
@@ -175,6 +177,7 @@ MAX_JOURNAL_BYTES = 32 << 20
 _CHUNK_MIN_BYTES = 64 << 10
 _CHUNK_MAX_BYTES = 1 << 20
 _DISCARD_BATCH_MAX = 256 << 20
+_MOUNT_JUMP = 1 << 24  # a mount advances the sequence by 1 + 2k, k random below this
 
 #: ``writeback_dir`` default: ``blockdev.writeback.default_dir()`` at mount.
 AUTO = "auto"
@@ -488,7 +491,8 @@ class _Allocator:
 
         Preference: continue at ``hint`` (the block after the file's last
         extent), then the first extent of ``prefer`` (a subset of the free
-        space: recently freed blocks) that holds the rest whole, then the
+        space: recently freed blocks; blocks taken at ``hint`` leave it too,
+        the caller removes the rest it gets) that holds the rest whole, then the
         first free extent that does, then the largest extents.  Raises
         ``NoSpaceError`` (nothing allocated) when fewer than ``need`` blocks
         are free.  O(n) in free extents.
@@ -500,12 +504,15 @@ class _Allocator:
         if hint is not None and hint in self._len:
             n = min(self._len[hint], total)
             self._take(hint, n)
+            if prefer is not None:
+                prefer.remove(hint, n)  # prefer stays a subset of the free space
             out.append((hint, n))
             total -= n
         if total and prefer is not None:
             for s, n in prefer.extents():
                 if n >= total:
-                    self.remove(s, total)
+                    if self.remove(s, total) != total:
+                        raise AssertionError(f"preferred blocks [{s}, {s + total}) are not free")
                     out.append((s, total))
                     total = 0
                     break
@@ -746,6 +753,29 @@ def _data_ok(device: BlockDevice, check: _DataCheck) -> bool:
     data = b"".join(device.read(s * bs, n * bs) for s, n in runs)
     skip = check.start - first * bs
     return _xxh64(memoryview(data)[skip:skip + check.end - check.start]) == check.csum
+
+
+class _Overlay:
+    """A read-only view of a device with some blocks replaced (the write-back
+    buffer's images), for verifying a staged group before anything is
+    written.  Provides what ``_replay`` reads: ``name``, ``block_size``,
+    ``read``."""
+
+    def __init__(self, device: BlockDevice, images: dict[int, bytes]) -> None:
+        self.name = device.name
+        self.block_size = device.block_size
+        self._device = device
+        self._images = images
+
+    def read(self, offset: int, length: int) -> bytes:
+        data = self._device.read(offset, length)
+        hits = [(o, b) for o, b in self._images.items() if offset <= o < offset + length]
+        if not hits:
+            return data
+        buf = bytearray(data)
+        for o, block in hits:
+            buf[o - offset:o - offset + len(block)] = block
+        return bytes(buf)
 
 
 def _copy_table(names: dict[str, int], inodes: dict[int, _Inode]
@@ -1019,6 +1049,7 @@ class BlockFS(FileSystem):
             check_int(journal_blocks, "journal_blocks", MIN_JOURNAL_BLOCKS)
         if discard_batch is not None:
             check_int(discard_batch, "discard_batch")
+        self._wb_auto = writeback_dir == AUTO
         if writeback_dir == AUTO:
             writeback_dir = default_dir()
         elif writeback_dir is not None and not isinstance(writeback_dir, (str, os.PathLike)):
@@ -1122,10 +1153,11 @@ class BlockFS(FileSystem):
         area = dev.read(sb.active_offset, sb.area_length)
         names, inodes, end = _replay(area, sb.sequence, sb, dev, sb.active_offset)
         if self._wb_dir is not None:
-            self._wb = WriteBackBuffer.open(self._wb_dir, sb.uuid)
-            staged_area = self._apply_staged(area, end) if self._wb is not None else None
-            if staged_area is not None:
-                names, inodes, _ = _replay(staged_area, sb.sequence, sb, dev, sb.active_offset)
+            self._wb = self._open_writeback(sb)
+            if self._wb is not None:
+                staged = self._apply_staged(area, end)
+                if staged is not None:
+                    names, inodes = staged
         first = sb.data_offset // bs
         used = [(s, n, f"file {node.name!r}") for node in inodes.values() for s, n in node.extents]
         problems = _overlaps(used)
@@ -1156,18 +1188,36 @@ class BlockFS(FileSystem):
         self._jtail = b""
         self._prov: dict[int, _Inode] = {}  # files flushed beyond their journaled size
         self._commit_rec: tuple[int, bytes] = (-1, b"")  # (epoch, its COMMIT record)
-        self._compact()
+        # Every mount gets its own epoch: a copy of the device mounted on
+        # the same host can never take this mount's write-back buffer.
+        self._compact(1 + 2 * secrets.randbelow(_MOUNT_JUMP))
 
-    def _apply_staged(self, area: bytes, end: int) -> Optional[bytes]:
-        """The write-back buffer's staged group, if it continues the journal
-        exactly at ``end`` (nothing was committed after it): write its
-        block images to the device and return the journal area with its
-        records appended (in memory only), else None.  Replaying that area
-        verifies the group's data checksums like any last group's; the
-        mount's compaction then journals the result (and flushes the
-        images).  The device's journal area is not written, so no record a
-        crash left past ``end`` can ever follow the group, and a crash
-        before the compaction finds the buffer unchanged.  O(group)."""
+    def _open_writeback(self, sb: Superblock) -> Optional[WriteBackBuffer]:
+        """Open this file system's write-back buffer in ``_wb_dir``; None
+        if another mount holds it.  An unusable directory raises
+        ``StorageIOError`` naming it when it was given explicitly; the
+        automatic default falls back to no buffer."""
+        try:
+            return WriteBackBuffer.open(self._wb_dir, sb.uuid)
+        except OSError as exc:
+            if self._wb_auto:
+                return None
+            raise StorageIOError(f"BlockFS write-back buffer in {self._wb_dir!s}: "
+                                 f"{exc.strerror or exc}", os.fspath(self._wb_dir)) from exc
+
+    def _apply_staged(self, area: bytes, end: int
+                      ) -> Optional[tuple[dict[str, int], dict[int, _Inode]]]:
+        """The file table with the write-back buffer's staged group applied,
+        or None.  The group applies only if it continues the journal
+        exactly at ``end`` (same UUID and sequence -- every mount has its
+        own sequence -- and nothing committed after it), and only if its
+        data checksums verify against the device with its block images laid
+        over it; then, and only then, the images are written to the device
+        (each must lie in a block of a file of the new table).  The journal
+        area is not written: the mount's compaction journals the result
+        (and flushes the images), so no record a crash left past ``end``
+        can ever follow the group, and a crash before the compaction finds
+        the buffer unchanged.  O(group + files x extents)."""
         assert self._wb is not None
         staged = self._wb.load()
         sb = self._sb
@@ -1175,16 +1225,29 @@ class BlockFS(FileSystem):
                 or end + len(staged.records) > sb.area_length):
             return None
         bs = self._bs
+        dev = self.device
         first, stop = sb.data_offset, sb.data_offset + sb.data_blocks * bs
+        images: dict[int, bytes] = {}
         for off, data in staged.images:
             if off % bs or len(data) > bs or not first <= off < stop:
                 raise CorruptionError(f"write-back buffer {self._wb.path}: block image at "
                                       f"{off} ({len(data)} bytes) outside the data area",
-                                      self.device.name, off)
-        for off, data in staged.images:
-            self.device.write(off, data + bytes(bs - len(data)))
+                                      dev.name, off)
+            images[off] = data + bytes(bs - len(data))
         stop_rec = end + len(staged.records)
-        return area[:end] + staged.records + bytes(len(area) - stop_rec)
+        staged_area = area[:end] + staged.records + bytes(len(area) - stop_rec)
+        names, inodes, new_end = _replay(staged_area, sb.sequence, sb, _Overlay(dev, images),
+                                         sb.active_offset)
+        if new_end != stop_rec:
+            return None  # its data is not all there: the group is dropped
+        owned = [(s * bs, (s + n) * bs) for node in inodes.values() for s, n in node.extents]
+        for off in images:
+            if not any(lo <= off < hi for lo, hi in owned):
+                raise CorruptionError(f"write-back buffer {self._wb.path}: block image at "
+                                      f"{off} belongs to no file", dev.name, off)
+        for off, block in images.items():
+            dev.write(off, block)
+        return names, inodes
 
     # -- journal ------------------------------------------------------------
     def _check_open(self) -> None:
@@ -1292,15 +1355,16 @@ class BlockFS(FileSystem):
         out += encode_record(REC_COMMIT, epoch, b"")
         return out
 
-    def _compact(self) -> None:
+    def _compact(self, step: int = 1) -> None:
         """Write the file table to the other area and switch to it through
-        the next superblock.  Crash safe at every step (module docstring).
+        the superblock ``sequence + step`` (``step`` odd, so it goes to the
+        other slot).  Crash safe at every step (module docstring).
         Provisionally flushed files are journaled at their live size."""
         sb = self._sb
         bs = self._bs
         for node in self._prov.values():
             self._write_tail(node)
-        new_sb = replace(sb, sequence=sb.sequence + 1, active_area=1 - sb.active_area)
+        new_sb = replace(sb, sequence=sb.sequence + step, active_area=1 - sb.active_area)
         snap = self._snapshot(new_sb.sequence)
         if len(snap) > sb.area_length:
             raise NoSpaceError(
@@ -1460,14 +1524,18 @@ class BlockFS(FileSystem):
     def _flush_file(self, node: _Inode) -> None:
         """Make ``node``'s appended bytes survive the death of this process
         (not a machine crash).  With a write-back buffer: store the staged
-        group and the tail block images there (no device I/O).  Without
-        one (or when the buffer fails): write the tail blocks, then the
-        provisional group (``_write_provisional``) -- two device writes, no
-        flush.  When neither fits, commit (one flush)."""
+        group and the tail block images there (no device I/O); when they
+        do not fit, commit (one flush).  Without one: write the tail
+        blocks, then the provisional group (``_write_provisional``) -- two
+        device writes, no flush; when it does not fit, commit.  The two
+        paths never mix at one journal end: a provisional group on the
+        device would make a later staged group look stale."""
         if node.unlinked or node.size == node.jsize or (node.ino in self._prov and node.psize == node.size):
             return
         self._prov[node.ino] = node
-        if self._wb is not None and self._stage():
+        if self._wb is not None:
+            if not self._stage():
+                self._commit()
             return
         for n in self._prov.values():
             self._write_tail(n)
@@ -1476,9 +1544,10 @@ class BlockFS(FileSystem):
 
     def _stage(self) -> bool:
         """Store the staged group of ``_prov`` in the write-back buffer.
-        False if it does not fit the journal area or a buffer slot, or the
-        buffer cannot be written (then it is dropped for this mount: the
-        device path takes over)."""
+        False if it does not fit the journal area or a buffer slot.  If the
+        buffer cannot be written, commit (which journals everything staged
+        before, so the buffer is no longer needed), drop the buffer for
+        this mount (the device path takes over) and return True."""
         assert self._wb is not None
         bs = self._bs
         recs = self._provisional_records()
@@ -1494,9 +1563,10 @@ class BlockFS(FileSystem):
             if not self._wb.store(self._sb.sequence, self._jpos, recs, images):
                 return False
         except OSError:
-            self._wb.close()
-            self._wb = None
-            return False
+            wb, self._wb = self._wb, None
+            self._commit()
+            wb.close(remove=True)
+            return True
         for n in self._prov.values():
             n.psize = n.size
         return True

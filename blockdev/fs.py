@@ -22,8 +22,8 @@ After a crash (power loss, ``SIGKILL``, a lost device cache):
 * after the death of the *process* only (``SIGKILL``, an abort; the machine
   and the device keep running) it also holds every byte covered by a
   completed ``flush()``: the bytes had left the process (the OS page cache
-  for ``PosixFS``, where every ``append`` already does that; the device
-  for ``BlockFS``);
+  for ``PosixFS``, where every ``append`` already does that; for
+  ``BlockFS`` its write-back buffer in host memory, or the device);
 * it **may** also hold some of the bytes appended after the last sync: a
   prefix of them, possibly ending inside an append (a torn last append);
   never bytes that were not appended, and never a hole inside the synced
@@ -162,8 +162,9 @@ class WritableFile(abc.ABC):
         process but not necessarily a machine crash (the crash guarantee of
         ``blockdev.fs``).  ``PosixFS``: every ``append`` already reached the
         OS page cache.  ``BlockFS`` keeps a file's partial last block and
-        its size in memory until ``flush`` or ``sync``: a flush costs two
-        device writes and no device flush.
+        its size in memory until ``flush`` or ``sync``: a flush stores them
+        in its write-back buffer (host memory, no device I/O) or, without
+        one, costs two device writes and no device flush.
 
         Requires: the file is open.  Raises ``StorageIOError`` on an I/O
         failure.

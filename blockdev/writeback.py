@@ -15,12 +15,13 @@ data checksum per flushed file) and their COMMIT, exactly as a journal commit
 would write them.  The host's memory outlives the process, not the machine:
 the same guarantee as the page cache.  At the next mount on the same host,
 before the journal is used, a staged group that continues the journal
-exactly where replay ended (same UUID, same superblock sequence, same
-journal end) is applied: the images are written, the group is appended at
-the journal's end, the device flushed, and the journal replayed again, so
-the group is verified like any last group (data checksums) and dropped if
-the data is not on the device.  A stale buffer (anything was committed
-after it) is ignored.
+exactly where replay ended (same UUID, same superblock sequence -- every
+mount advances it by its own random amount -- same journal end) is
+replayed after the journal in memory, its data checksums verified against
+the device with the images laid over it; only if they pass are the images
+written (each into a block of a file of the new table), and the mount's
+journal compaction then makes the result durable.  A stale buffer
+(anything was committed after it) is ignored.
 
 Buffer file layout (little endian; two slots of ``SLOT_SIZE`` bytes; a
 store writes the slot not holding the newest state, so a process killed in
@@ -42,18 +43,24 @@ the middle of a store leaves the previous state intact)::
               rest of the block is zero)
 
 The newest slot (highest generation) that passes its checksum is the
-buffer's state.  The file is created with mode 0600 and locked with
-``flock`` for the life of the mount: a second mount of a copy of the same
-device (same UUID) on the host gets no buffer and writes flushes to the
-device instead.  Stores use ``pwrite`` (a full tmpfs is an ``OSError``, not a
-``SIGBUS`` as a store into a mapping would be).
+buffer's state.  The file is created with mode 0600 (never through a
+symbolic link; an existing file must be a regular file of this user, else
+it is not used) and locked with ``flock`` for the life of the mount: a
+second mount of a copy of the same device (same UUID) on the host gets no
+buffer and writes flushes to the device instead.  (Two copies share the
+file name: after a kill, mount the killed copy again before the other, or
+give a copy its own UUID by formatting a new BlockFS and copying files.)
+Stores use ``pwrite`` (a full tmpfs is an ``OSError``, not a ``SIGBUS`` as
+a store into a mapping would be).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import struct
+import weakref
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -111,6 +118,7 @@ class WriteBackBuffer:
     def __init__(self, path: str, fd: int, uuid: bytes) -> None:
         self.path = path
         self._fd: Optional[int] = fd
+        self._finalizer = weakref.finalize(self, os.close, fd)  # dropped without close
         self._uuid = uuid
         self._generation = 0
         self._slot = 0  # the slot the next store writes
@@ -123,8 +131,12 @@ class WriteBackBuffer:
         if len(uuid) != 16:
             raise InvalidArgumentError(f"uuid must be 16 bytes, got {len(uuid)}")
         path = buffer_path(directory, uuid)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                os.close(fd)
+                return None
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
@@ -221,9 +233,9 @@ class WriteBackBuffer:
         clean unmount: nothing is staged).  Idempotent."""
         if self._fd is None:
             return
-        fd, self._fd = self._fd, None
+        self._fd = None
         try:
             if remove:
                 os.unlink(self.path)
         finally:
-            os.close(fd)
+            self._finalizer()  # closes the fd, once

@@ -94,7 +94,8 @@ def test_torn_newest_superblock_falls_back() -> None:
     dev.write(4096 * (seq % 2), b"\x00" * 100 + b"\xff" * 3996)
     fs = BlockFS.mount(dev)
     assert read_all(fs, "a") == b"A" * 5000
-    assert fs.superblock.sequence == seq  # seq-1 + the mount's compaction
+    assert "b" not in fs.list()  # it lived in the area of the torn superblock
+    assert fs.superblock.sequence % 2 == seq % 2  # the older slot's successor
     fs.check()
     fs.close()
 
@@ -576,6 +577,82 @@ def test_buffer_image_outside_the_data_area_is_corruption(tmp_path) -> None:
         BlockFS.mount(dev, writeback_dir=tmp_path)
 
 
+def test_buffer_too_big_commits_instead_of_mixing_paths(tmp_path) -> None:
+    """Tail images that overflow a buffer slot make the flush commit (it
+    must not write a provisional group at the journal end, which would make
+    the next staged group look stale): every flushed byte survives."""
+    bs = 128 << 10  # two tail images no longer fit a slot
+    dev = MemoryDevice(64 * bs, block_size=bs)
+    fs = BlockFS.format(dev, journal_blocks=2, writeback_dir=tmp_path)
+    x, y = fs.create("x"), fs.create("y")
+    x.append(b"A" * 131000)
+    y.append(b"B" * 131000)
+    x.flush()  # staged
+    jpos = fs._jpos
+    y.flush()  # does not fit the slot: a commit
+    assert fs._jpos > jpos and not fs._prov
+    x.append(b"C" * 100)
+    x.flush()  # staged again, at the new journal end
+    fs._abandon()
+    fs = BlockFS.mount(dev, writeback_dir=tmp_path)
+    assert read_all(fs, "x") == b"A" * 131000 + b"C" * 100
+    assert read_all(fs, "y") == b"B" * 131000
+    fs.check()
+    fs.close()
+
+
+def test_buffer_of_a_copy_of_the_device_is_never_applied(tmp_path) -> None:
+    """Two copies of one device (same UUID) share a buffer file name; every
+    mount has its own journal epoch, so the copy's staged group never
+    matches the original: no byte the original never held appears there."""
+    a = MemoryDevice(4 << 20, name="A")
+    BlockFS.format(a, writeback_dir=None).close()
+    b = MemoryDevice(4 << 20, name="B")
+    b.write(0, a.read(0, a.size))
+    fa = BlockFS.mount(a, writeback_dir=tmp_path)
+    w = fa.create("x")
+    w.append(b"from A" * 10)
+    w.flush()
+    fa._abandon()
+    fb = BlockFS.mount(b, writeback_dir=tmp_path)
+    assert fb.superblock.sequence != fa.superblock.sequence
+    w = fb.create("y")
+    w.append(b"from B" * 10)
+    w.flush()  # takes over the buffer file
+    fb._abandon()
+    fa = BlockFS.mount(a, writeback_dir=tmp_path)
+    assert "y" not in fa.list()
+    fa.check()
+    fa.close()
+
+
+def test_buffer_directory_errors(tmp_path, monkeypatch) -> None:
+    dev = MemoryDevice(1 << 20)
+    with pytest.raises(StorageIOError, match="write-back buffer"):
+        BlockFS.format(dev, writeback_dir=tmp_path / "missing")
+    monkeypatch.setenv(writeback.ENV_DIR, str(tmp_path / "missing"))
+    fs = BlockFS.format(dev)  # the automatic default falls back to no buffer
+    assert fs._wb is None
+    w = fs.create("f")
+    w.append(b"f" * 10)
+    w.flush()
+    fs._abandon()
+    fs = BlockFS.mount(dev)
+    assert read_all(fs, "f") == b"f" * 10
+    fs.close()
+    monkeypatch.setenv(writeback.ENV_DIR, "")
+    assert writeback.default_dir() is None
+
+
+def test_buffer_file_that_is_not_ours_is_not_used(tmp_path) -> None:
+    uuid = bytes(range(16))
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"")
+    os.symlink(target, writeback.buffer_path(tmp_path, uuid))
+    with pytest.raises(OSError):  # never through a symbolic link
+        writeback.WriteBackBuffer.open(tmp_path, uuid)
+
+
 def test_buffer_argument_checks(tmp_path) -> None:
     with pytest.raises(ArgumentTypeError, match="writeback_dir"):
         BlockFS.format(MemoryDevice(1 << 20), writeback_dir=3)  # type: ignore[arg-type]
@@ -756,6 +833,32 @@ def test_growing_files_get_contiguous_extents_and_free_coalesces() -> None:
         fs.delete(f"t{i}")
     assert len(fs._alloc.extents()) == 1
     assert fs.check().free_blocks == fs.superblock.data_blocks
+    fs.close()
+
+
+def test_allocation_after_delete_never_hands_out_a_block_twice() -> None:
+    """A grow that continues at its hint into blocks just freed (still in
+    the discard queue) must not get those blocks again from the queue."""
+    bs = 4096
+    dev = MemoryDevice(8 << 20, block_size=bs)
+    fs = BlockFS.format(dev, writeback_dir=None)
+    a = fs.create("a")
+    a.append(b"A" * 32 * bs)
+    a.sync()
+    write_file(fs, "b", b"B" * 16 * bs)  # right after a's preallocation
+    write_file(fs, "e", b"E" * 16 * bs)
+    fs.delete("b")  # freed: free list and discard queue
+    a.append(b"a")  # grows into b's blocks at its hint
+    node = fs._inodes[fs._names["a"]]
+    blocks = [s + i for s, n in node.extents for i in range(n)]
+    assert len(blocks) == len(set(blocks))
+    a.sync()
+    a.append(b"Z" * 16 * bs)
+    a.sync()
+    fs.check()
+    fs.close()
+    fs = BlockFS.mount(dev, writeback_dir=None)
+    assert read_all(fs, "a") == b"A" * 32 * bs + b"a" + b"Z" * 16 * bs
     fs.close()
 
 
