@@ -1288,7 +1288,7 @@ class BlockFS(FileSystem):
             return
         bs = self._bs
         start_block = self._jpos // bs
-        group = self._pending + encode_record(REC_COMMIT, self._sb.sequence, b"")
+        group = self._pending + self._commit_record()
         buf = self._jtail + group
         pad = -len(buf) % bs
         self.device.write(self._sb.active_offset + start_block * bs, buf + bytes(pad))
@@ -1302,17 +1302,26 @@ class BlockFS(FileSystem):
     def _provisional_records(self) -> bytearray:
         """The queued records, an EXTEND (with data checksum) to the live
         size of every file in ``_prov``, and a COMMIT."""
-        bs = self._bs
         seq = self._sb.sequence
         recs = bytearray(self._pending)
         for node in self._prov.values():
-            exts = node.slice(node.jblocks, _blocks_for(node.size, bs))
-            csum = node.hasher.intdigest() if node.hasher is not None else _xxh64(b"")
-            recs += encode_record(REC_EXTEND, seq, _payload_extend(node.ino, node.size, exts, csum))
+            recs += encode_record(REC_EXTEND, seq, self._extend_payload(node))
+        recs += self._commit_record()
+        return recs
+
+    def _extend_payload(self, node: _Inode) -> bytearray:
+        """EXTEND payload taking ``node`` from its journaled to its live
+        size: the extents in between and the checksum of the bytes."""
+        exts = node.slice(node.jblocks, _blocks_for(node.size, self._bs))
+        csum = node.hasher.intdigest() if node.hasher is not None else _xxh64(b"")
+        return _payload_extend(node.ino, node.size, exts, csum)
+
+    def _commit_record(self) -> bytes:
+        """The COMMIT record of the active epoch (encoded once per epoch)."""
+        seq = self._sb.sequence
         if self._commit_rec[0] != seq:
             self._commit_rec = (seq, encode_record(REC_COMMIT, seq, b""))
-        recs += self._commit_rec[1]
-        return recs
+        return self._commit_rec[1]
 
     def _write_provisional(self) -> bool:
         """Write the *provisional group* -- the queued records, an EXTEND to
@@ -1502,9 +1511,7 @@ class BlockFS(FileSystem):
         if node.unlinked or (node.size == node.jsize and _blocks_for(node.size, self._bs) == node.jblocks):
             return
         blocks = _blocks_for(node.size, self._bs)
-        exts = node.slice(node.jblocks, blocks)
-        csum = node.hasher.intdigest() if node.hasher is not None else _xxh64(b"")
-        payload = _payload_extend(node.ino, node.size, exts, csum)
+        payload = self._extend_payload(node)
         if self._make_room(_REC.size + len(payload) + _COMMIT_SIZE) and \
                 node.size == node.jsize and blocks == node.jblocks:
             return  # the compaction's snapshot journaled it (a provisional file)
