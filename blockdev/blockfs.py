@@ -1341,8 +1341,6 @@ class BlockFS(FileSystem):
             return False
         buf = self._jtail + recs
         self.device.write(self._sb.active_offset + self._jpos // bs * bs, buf + bytes(bs - len(buf)))
-        for node in self._prov.values():
-            node.psize = node.size
         return True
 
     def _snapshot(self, epoch: int) -> bytearray:
@@ -1541,13 +1539,16 @@ class BlockFS(FileSystem):
             return
         self._prov[node.ino] = node
         if self._wb is not None:
-            if not self._stage():
-                self._commit()
+            done = self._stage()
+        else:
+            for n in self._prov.values():
+                self._write_tail(n)
+            done = self._write_provisional()
+        if not done:
+            self._commit()
             return
         for n in self._prov.values():
-            self._write_tail(n)
-        if not self._write_provisional():
-            self._commit()
+            n.psize = n.size
 
     def _stage(self) -> bool:
         """Store the staged group of ``_prov`` in the write-back buffer.
@@ -1573,9 +1574,6 @@ class BlockFS(FileSystem):
             wb, self._wb = self._wb, None
             self._commit()
             wb.close(remove=True)
-            return True
-        for n in self._prov.values():
-            n.psize = n.size
         return True
 
     def _close_writer(self, node: _Inode) -> None:

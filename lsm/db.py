@@ -369,10 +369,11 @@ class DB(_DictProtocol):
         self._mem_bytes = 0
         self._wal_bytes = 0
         self._log_dirty = False
-        # a sync=False write must leave the process before it returns: every
-        # PosixFS append already does (the page cache); other file systems
-        # (BlockFS) are asked to, by a WAL flush after each group
-        self._flush_wal = not isinstance(self._fs, PosixFS)
+        # logs made by create_mapped (PosixFS) live in the page cache: a
+        # sync=False write has left the process when its append returns, and
+        # syncing a switched-away log can wait for the next sync write.  Other
+        # file systems (BlockFS) get a WAL flush after each group.
+        self._mapped_logs = getattr(self._fs, "create_mapped", None) is not None
         # logs of immutable memtables whose tails are not synced yet (PosixFS):
         # synced, in order, before the next sync write; closed once obsolete
         self._old_logs: list[tuple[int, LogWriter]] = []
@@ -779,7 +780,7 @@ class DB(_DictProtocol):
                 log.sync()            # type: ignore[union-attr]
                 self._log_dirty = False
             else:
-                if self._flush_wal:
+                if not self._mapped_logs:
                     log.flush()       # type: ignore[union-attr]  (out of the process)
                 self._log_dirty = True
         except BaseException as exc:
@@ -881,7 +882,7 @@ class DB(_DictProtocol):
             # (PosixFS) that waits for the next sync write (_sync_old_logs),
             # so a run of sync=False writes pays no fsync per memtable; other
             # file systems sync it now.
-            if getattr(self._fs, "create_mapped", None) is not None:
+            if self._mapped_logs:
                 self._old_logs.append((self._state.mem_log, old_log))
                 old_log = None
             else:
